@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
+from ansible_collections.locksmith.ops.plugins.module_utils._postgres import InvalidIdentifier
+
+INJECTIONS = [
+    "public'; DROP TABLE users; --",
+    "users'; DROP TABLE --",
+    "../../../etc/passwd",
+    'a"b',
+    "x; SELECT pg_sleep(10)",
+    "",
+    "1leading_digit",
+    "a" * 64,
+    "tab\tle",
+    "name\x00nul",
+]
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_injection_payloads_are_refused_with_the_option_named(payload):
+    with pytest.raises(InvalidIdentifier, match=r"tables\[0\] .* is not a valid identifier.*nothing was sent"):
+        _postgres.validate_identifier(payload, "tables[0]")
+
+
+@pytest.mark.parametrize("name", ["users", "_private", "Orders", "t$1", "a" * 63])
+def test_plain_identifiers_pass(name):
+    assert _postgres.validate_identifier(name, "x") == name
+
+
+def test_split_qualified():
+    assert _postgres.split_qualified("users", "t") == ("public", "users")
+    assert _postgres.split_qualified("app.users", "t") == ("app", "users")
+    with pytest.raises(InvalidIdentifier, match=r"must be 'table' or 'schema\.table'"):
+        _postgres.split_qualified("a.b.c", "t")
+    with pytest.raises(InvalidIdentifier):
+        _postgres.split_qualified("public.users'; --", "t")
+    with pytest.raises(InvalidIdentifier):
+        _postgres.split_qualified(None, "t")
+
+
+def _params(**over):
+    params = {k: v.get("default") for k, v in _postgres.postgres_argument_spec().items()}
+    params.update(over)
+    return params
+
+
+def test_connect_kwargs_carry_password_only_in_the_dict():
+    kwargs = _postgres.connect_kwargs(_params(login_host="db", login_password="s3cret", ca_cert="/ca.pem"), "app")
+    assert kwargs["password"] == "s3cret"
+    assert kwargs["host"] == "db" and kwargs["sslrootcert"] == "/ca.pem" and kwargs["dbname"] == "app"
+    assert "s3cret" not in _postgres.describe_target(_params(login_host="db", login_password="s3cret"), "app")
+
+
+def test_unix_socket_used_when_no_host():
+    assert _postgres.connect_kwargs(_params(login_unix_socket="/run/pg"), "app")["host"] == "/run/pg"
+    assert "host" not in _postgres.connect_kwargs(_params(), "app")
+
+
+@pytest.mark.parametrize(
+    ("libpq", "fix"),
+    [
+        ('FATAL:  password authentication failed for user "app"', "login_password"),
+        ('FATAL:  database "nope" does not exist', "database name"),
+        ('FATAL:  role "ghost" does not exist', "login_user"),
+        ("could not connect to server: Connection refused", "login_host and login_port"),
+        ('FATAL:  no pg_hba.conf entry for host "10.0.0.9"', "pg_hba.conf"),
+        ("SSL error: certificate verify failed", "ssl_mode"),
+        ("something else", "login_*"),
+    ],
+)
+def test_connect_errors_name_the_fix(libpq, fix):
+    message = _postgres.explain_connect_error(libpq, "db:5432/app as app")
+    assert message.startswith("cannot connect to PostgreSQL at db:5432/app as app: ")
+    assert fix in message
