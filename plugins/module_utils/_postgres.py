@@ -154,7 +154,7 @@ def fetch_all(conn, query, params=None):
     with conn.cursor() as cur:
         cur.execute(query, params)
         columns = [col.name for col in cur.description]
-        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        return [dict(zip(columns, row)) for row in cur.fetchall()]
 
 
 def rendered(conn, statement):
