@@ -1,0 +1,249 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""Certificate facts for tls_check: leaf details, hostname matching and chain verification.
+
+Trust is decided by cryptography's own X.509 path builder (cryptography.x509.verification), so the
+presented chain is judged exactly as sent, without the handshake's help. Hostname matching is done
+here (RFC 6125: SANs only, one left-most wildcard label) so that trust and name are reported apart.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import warnings
+
+from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    from cryptography.x509 import ocsp, verification
+    from cryptography.x509.oid import NameOID
+
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError as import_error:  # pragma: no cover - exercised by the missing_required_lib path
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = import_error
+
+UTC = datetime.timezone.utc
+# Below these sizes a key is weak by current guidance (NIST SP 800-57, BSI TR-02102).
+MIN_KEY_BITS = {"RSA": 2048, "DSA": 2048, "EC": 256}
+WEAK_SIGNATURE_HASHES = ("md5", "sha1")
+
+
+class TrustStoreError(LocksmithError):
+    """The CA file or the system trust store cannot be read."""
+
+
+def load_trust_store(ca_file: str | None):
+    """A cryptography Store from ``ca_file`` or, when None, the system's default CA bundle."""
+    path = ca_file or ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
+    option = "ca_file '%s'" % ca_file if ca_file else "the system trust store '%s'" % path
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, TypeError) as err:
+        raise TrustStoreError(
+            "%s cannot be read (%s); point ca_file at a PEM bundle of trusted roots" % (option, err), ca_file=ca_file
+        ) from err
+    with warnings.catch_warnings():
+        # Some system roots carry non-positive serials; cryptography warns but loads them.
+        warnings.simplefilter("ignore")
+        try:
+            certs = x509.load_pem_x509_certificates(data)
+        except ValueError as err:
+            raise TrustStoreError(
+                "%s holds no PEM certificate (%s); point ca_file at a PEM bundle of trusted roots" % (option, err),
+                ca_file=ca_file,
+            ) from err
+    return verification.Store(certs), certs
+
+
+def _name_attr(name, oid) -> str | None:
+    values = name.get_attributes_for_oid(oid)
+    return str(values[0].value) if values else None
+
+
+def subject_alt_names(cert) -> list[str]:
+    """DNS and IP subjectAltNames of ``cert``, as strings."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names = list(ext.get_values_for_type(x509.DNSName))
+    names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
+    return names
+
+
+def key_facts(public_key) -> tuple[str, int | None]:
+    """(type, size in bits) of a public key."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "RSA", public_key.key_size
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "EC", public_key.curve.key_size
+    if isinstance(public_key, dsa.DSAPublicKey):
+        return "DSA", public_key.key_size
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    return type(public_key).__name__, None
+
+
+def signature_algorithm(cert) -> str:
+    """The signature algorithm's name, e.g. 'ecdsa-with-SHA256'."""
+    oid = cert.signature_algorithm_oid
+    return getattr(oid, "_name", None) or oid.dotted_string
+
+
+def describe(cert, now: datetime.datetime) -> dict:
+    """The leaf facts tls_check returns."""
+    key_type, key_size = key_facts(cert.public_key())
+    not_after = cert.not_valid_after_utc
+    seconds_left = (not_after - now).total_seconds()
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "common_name": _name_attr(cert.subject, NameOID.COMMON_NAME),
+        "subject_alt_names": subject_alt_names(cert),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": "%x" % cert.serial_number,
+        "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after_timestamp": int(not_after.timestamp()),
+        "seconds_left": int(seconds_left),
+        "days_left": int(seconds_left // 86400),
+        "key_type": key_type,
+        "key_size": key_size,
+        "signature_algorithm": signature_algorithm(cert),
+        "self_signed": cert.issuer == cert.subject,
+        "not_yet_valid": cert.not_valid_before_utc > now,
+    }
+
+
+def chain_entry(cert) -> dict:
+    """Short description of one presented certificate."""
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _ip(value: str):
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _dns_match(pattern: str, host: str) -> bool:
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if "*" not in pattern:
+        return pattern == host
+    first, rest = [*pattern.split(".", 1), ""][:2]
+    # Only a whole left-most label may be a wildcard, and never over a public suffix-like two labels.
+    if first != "*" or "*" in rest or rest.count(".") < 1:
+        return False
+    host_first, host_rest = [*host.split(".", 1), ""][:2]
+    return bool(host_first) and host_rest == rest
+
+
+def hostname_matches(cert, host: str) -> bool:
+    """RFC 6125 name check against SANs only (the CN fallback is obsolete, as in browsers)."""
+    address = _ip(host)
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    if address is not None:
+        return address in ext.get_values_for_type(x509.IPAddress)
+    return any(_dns_match(name, host) for name in ext.get_values_for_type(x509.DNSName))
+
+
+def _verify_subject(cert, host: str):
+    """A name the verifier accepts: the host when it matches, else one the leaf carries (name is judged apart)."""
+    candidates = [host] if hostname_matches(cert, host) else subject_alt_names(cert)
+    for name in candidates:
+        address = _ip(name)
+        if address is not None:
+            return verification.IPAddress(address)
+        if "*" in name:
+            name = name.replace("*", "x", 1)
+        try:
+            return verification.DNSName(name)
+        except ValueError:
+            continue
+    return None
+
+
+def _policy_builder(store, at: datetime.datetime):
+    builder = verification.PolicyBuilder().store(store).time(at)
+    # Private CAs often omit authorityKeyIdentifier; it helps path building but does not make trust.
+    crit = verification.Criticality.NON_CRITICAL
+    ee_policy = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.AuthorityKeyIdentifier, crit, None
+    )
+    ca_policy = verification.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.AuthorityKeyIdentifier, crit, None
+    )
+    return builder.extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+
+
+def verify_chain(leaf, intermediates: list, store, store_certs: list, host: str, now: datetime.datetime) -> dict:
+    """Whether the presented chain builds to a trusted root; expiry is judged apart, so an expired
+    leaf is verified at a moment inside its validity."""
+    result = {"trusted": False, "error": None, "reason": None, "verified_chain": []}
+    start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    at = min(max(now, start), end)
+    subject = _verify_subject(leaf, host)
+    if subject is None:
+        result.update(reason="no_san", error="the leaf carries no subjectAltName a client can verify")
+        return result
+    try:
+        chain = _policy_builder(store, at).build_server_verifier(subject).verify(leaf, intermediates)
+    except verification.VerificationError as err:
+        result["error"] = str(err).split(" (encountered processing", maxsplit=1)[0]
+        result["reason"] = _classify(leaf, intermediates, store_certs)
+        return result
+    result.update(trusted=True, verified_chain=[c.subject.rfc4514_string() for c in chain])
+    return result
+
+
+def _classify(leaf, intermediates: list, store_certs: list) -> str:
+    """Why a chain did not verify, as one of self_signed, chain_incomplete, untrusted_root, invalid."""
+    if leaf.issuer == leaf.subject:
+        return "self_signed"
+    known = {c.subject for c in intermediates} | {c.subject for c in store_certs}
+    if leaf.issuer not in known:
+        return "chain_incomplete"
+    trusted = {c.subject for c in store_certs}
+    if not any(c.issuer in trusted or c.subject in trusted for c in [leaf, *intermediates]):
+        return "untrusted_root"
+    return "invalid"
+
+
+def describe_ocsp(der: bytes) -> dict:
+    """The facts of a stapled OCSP response."""
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+    except ValueError as err:
+        return {"response_status": "unparseable", "error": str(err)}
+    facts = {"response_status": response.response_status.name.lower()}
+    if response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL:
+        next_update = response.next_update_utc
+        facts.update(
+            cert_status=response.certificate_status.name.lower(),
+            this_update=response.this_update_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            next_update=next_update.strftime("%Y-%m-%dT%H:%M:%SZ") if next_update else None,
+        )
+    return facts
+
+
+def load_der(der_list: list) -> list:
+    """Parse DER certificates, skipping none: a malformed one raises ValueError."""
+    return [x509.load_der_x509_certificate(der) for der in der_list]
