@@ -1,0 +1,105 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""A local JSON file (mode 0600) as a secret store, for labs and tests; not for production secrets.
+
+The file maps secret names to their staged document plus a revision number; a write names the
+revision it was computed from and is refused if the secret moved on (compare-and-set under a lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import stat
+
+from ansible_collections.locksmith.ops.plugins.module_utils._atomic import write_atomic
+from ansible_collections.locksmith.ops.plugins.module_utils._errors import ArtefactError
+from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
+    BackendConflict,
+    BackendDenied,
+    BackendUnavailable,
+    DocumentBackend,
+    SecretsBackendError,
+)
+
+FILE_FORMAT = "locksmith.secrets-file/1"
+
+
+class FileBackend(DocumentBackend):
+    """All secrets in one 0600 JSON file; each secret carries a revision used for compare-and-set."""
+
+    name = "file"
+    required_options = ("file_path",)
+
+    def describe(self, secret):
+        return "file %s, secret '%s'" % (self.options["file_path"], secret)
+
+    def _read_file(self):
+        path = self.options["file_path"]
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return {"format": FILE_FORMAT, "secrets": {}}
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise BackendDenied(
+                "file_path '%s' is readable by group or others (mode %o); run `chmod 600 %s` first"
+                % (path, stat.S_IMODE(info.st_mode), path),
+                path=path,
+            )
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as err:
+            raise SecretsBackendError(
+                "file_path '%s' cannot be read as a locksmith secrets file (%s); "
+                "point file_path at a file this module wrote, or at a new path" % (path, err),
+                path=path,
+            ) from err
+        if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+            raise SecretsBackendError(
+                "file_path '%s' is not a locksmith secrets file (no 'format: %s'); use a new path"
+                % (path, FILE_FORMAT),
+                path=path,
+            )
+        return data
+
+    def _lock(self):
+        path = self.options["file_path"]
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise BackendUnavailable(
+                "directory of file_path '%s' does not exist; create it (mode 0700) first" % path, path=path
+            )
+        handle = open(path + ".lock", "a", encoding="utf-8")  # closed by the caller
+        os.chmod(path + ".lock", 0o600)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return handle
+
+    def _load(self, secret):
+        entry = self._read_file()["secrets"].get(secret)
+        if entry is None:
+            return None, 0
+        return entry, int(entry.get("revision", 0))
+
+    def _store(self, secret, document, token):
+        handle = self._lock()
+        try:
+            data = self._read_file()
+            latest = int(data["secrets"].get(secret, {}).get("revision", 0))
+            if latest != int(token or 0):
+                raise BackendConflict(
+                    "%s changed since it was read (revision %s, now %s); re-run to continue from the new state"
+                    % (self.describe(secret), token, latest)
+                )
+            document = dict(document, revision=latest + 1)
+            data["secrets"][secret] = document
+            try:
+                write_atomic(self.options["file_path"], json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+            except ArtefactError as err:
+                raise BackendUnavailable(err.msg, path=self.options["file_path"]) from err
+            return latest + 1
+        finally:
+            handle.close()

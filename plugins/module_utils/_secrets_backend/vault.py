@@ -1,0 +1,136 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""HashiCorp Vault / OpenBao KV version 2 as a secret store, through hvac.
+
+Each secret is one KV v2 entry holding its staged document (pending, current, previous). Every write
+passes ``cas`` = the KV version it was computed from, so Vault refuses a write if another run moved
+the secret on; the KV version a stage write creates is the version id shown as ``<secret vN>``.
+Auth: token, approle or userpass; hvac is never left to pick a token from the environment itself.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
+    BackendConflict,
+    BackendDenied,
+    BackendUnavailable,
+    DocumentBackend,
+    SecretsBackendError,
+)
+
+try:
+    import hvac
+    import hvac.exceptions
+    import requests
+
+    HAS_HVAC = True
+    HVAC_IMPORT_ERROR = None
+except ImportError as import_error:  # pragma: no cover - exercised by the missing_required_lib path
+    hvac = None
+    HAS_HVAC = False
+    HVAC_IMPORT_ERROR = import_error
+
+AUTH_OPTIONS = {
+    "token": ("vault_token",),
+    "approle": ("vault_role_id", "vault_secret_id"),
+    "userpass": ("vault_username", "vault_password"),
+}
+
+
+class VaultBackend(DocumentBackend):
+    """KV v2 at vault_mount; the secret name is the path inside the mount."""
+
+    name = "vault"
+    required_options = ("vault_url",)
+
+    def __init__(self, options):
+        super().__init__(options)
+        self._client = None
+
+    def validate(self):
+        super().validate()
+        method = self.options.get("vault_auth_method") or "token"
+        missing = [opt for opt in AUTH_OPTIONS[method] if not self.options.get(opt)]
+        if missing:
+            raise SecretsBackendError(
+                "vault_auth_method '%s' needs %s; set them (from a lookup or vault, never in plain text)"
+                % (method, " and ".join(missing)),
+                missing=missing,
+            )
+
+    def describe(self, secret):
+        return "Vault %s, KV v2 mount '%s', path '%s'" % (self.options["vault_url"], self._mount, secret)
+
+    @property
+    def _mount(self):
+        return self.options.get("vault_mount") or "secret"
+
+    def client(self):
+        """An authenticated hvac client (built once)."""
+        if self._client is not None:
+            return self._client
+        verify = self.options.get("vault_ca_cert") or bool(self.options.get("vault_validate_certs", True))
+        client = hvac.Client(
+            url=self.options["vault_url"],
+            namespace=self.options.get("vault_namespace"),
+            verify=verify,
+            timeout=self.timeout,
+        )
+        method = self.options.get("vault_auth_method") or "token"
+        mount = self.options.get("vault_auth_mount") or method
+        try:
+            if method == "token":
+                client.token = self.options["vault_token"]
+            elif method == "approle":
+                client.auth.approle.login(
+                    role_id=self.options["vault_role_id"], secret_id=self.options["vault_secret_id"], mount_point=mount
+                )
+            else:
+                client.auth.userpass.login(
+                    username=self.options["vault_username"], password=self.options["vault_password"], mount_point=mount
+                )
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:
+            raise self._convert(err, "log in with vault_auth_method '%s' at mount '%s'" % (method, mount)) from err
+        self._client = client
+        return client
+
+    def _convert(self, err, action, secret=None):
+        where = self.describe(secret) if secret is not None else "Vault %s" % self.options["vault_url"]
+        if isinstance(err, requests.exceptions.RequestException) or isinstance(
+            err, (hvac.exceptions.VaultDown, hvac.exceptions.BadGateway, hvac.exceptions.InternalServerError)
+        ):
+            return BackendUnavailable(
+                "%s: cannot %s (%s); check vault_url and that Vault is up and unsealed"
+                % (where, action, type(err).__name__)
+            )
+        if isinstance(err, (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized)):
+            return BackendDenied(
+                "%s: permission denied to %s; check the vault_auth_* credentials and that the policy allows "
+                "read, create and update on %s/data/<path> and %s/metadata/<path>"
+                % (where, action, self._mount, self._mount)
+            )
+        if isinstance(err, hvac.exceptions.InvalidRequest) and "check-and-set" in str(err):
+            return BackendConflict("%s changed while this run was writing it; re-run to continue" % where)
+        return SecretsBackendError("%s: cannot %s (%s); check the vault_* options" % (where, action, err))
+
+    def _load(self, secret):
+        try:
+            response = self.client().secrets.kv.v2.read_secret_version(
+                path=secret, mount_point=self._mount, raise_on_deleted_version=True
+            )
+        except hvac.exceptions.InvalidPath:
+            return None, 0
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:
+            raise self._convert(err, "read the secret", secret) from err
+        return response["data"]["data"], int(response["data"]["metadata"]["version"])
+
+    def _store(self, secret, document, token):
+        try:
+            response = self.client().secrets.kv.v2.create_or_update_secret(
+                path=secret, secret=document, cas=int(token or 0), mount_point=self._mount
+            )
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:
+            raise self._convert(err, "write the secret", secret) from err
+        return int(response["data"]["version"])

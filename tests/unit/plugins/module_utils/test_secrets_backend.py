@@ -1,0 +1,169 @@
+"""Secret stores without a network: the file store's compare-and-set, option checks, and the AWS label rules."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
+    BACKENDS,
+    BackendConflict,
+    BackendDenied,
+    SecretsBackendError,
+    SecretState,
+    make_backend,
+    secret_strings,
+    secrets_backend_argument_spec,
+)
+from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import aws as aws_backend
+
+NOW = 1_800_000_000.0
+
+
+def options(**over):
+    opts = {name: spec.get("default") for name, spec in secrets_backend_argument_spec().items()}
+    opts.update(over)
+    return opts
+
+
+@pytest.fixture
+def store(tmp_path):
+    return make_backend(options(backend="file", file_path=str(tmp_path / "s.json")))
+
+
+def test_backends_dict_and_spec_agree():
+    assert sorted(BACKENDS) == secrets_backend_argument_spec()["backend"]["choices"]
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (dict(backend="file"), "backend 'file' needs file_path"),
+        (dict(backend="vault"), "backend 'vault' needs vault_url"),
+        (dict(backend="vault", vault_url="http://v"), "vault_auth_method 'token' needs vault_token"),
+        (
+            dict(backend="vault", vault_url="http://v", vault_auth_method="approle", vault_role_id="r"),
+            "vault_auth_method 'approle' needs vault_secret_id",
+        ),
+        (
+            dict(backend="vault", vault_url="http://v", vault_auth_method="userpass"),
+            "needs vault_username and vault_password",
+        ),
+    ],
+)
+def test_validate_names_the_missing_options(opts, message):
+    with pytest.raises(SecretsBackendError, match=message):
+        make_backend(options(**opts))
+
+
+def test_file_store_stages_promotes_and_keeps_previous(store, tmp_path):
+    empty = store.read("app/db")
+    assert empty.exists is False and store.next_version_hint(empty) == "1"
+    staged = store.stage("app/db", empty, {"password": "p1"}, NOW)
+    assert staged.pending.version_id == "1" and staged.current is None
+    promoted = store.promote("app/db", staged, NOW + 1)
+    assert promoted.current.value == {"password": "p1"} and promoted.promoted_at == NOW + 1
+    second = store.promote("app/db", store.stage("app/db", promoted, {"password": "p2"}, NOW + 2), NOW + 3)
+    assert second.current.version_id == "3" and second.previous.version_id == "1"
+    assert store.read("app/db").markers() == {"pending": None, "current": "<secret v3>", "previous": "<secret v1>"}
+    dropped = store.drop_previous("app/db", second)
+    assert dropped.previous is None
+    assert oct(os.stat(tmp_path / "s.json").st_mode & 0o777) == "0o600"
+
+
+def test_file_store_refuses_a_stale_write_and_a_second_pending(store):
+    first = store.read("s")
+    store.stage("s", first, {"value": "a"}, NOW)
+    with pytest.raises(BackendConflict, match="changed since it was read"):
+        store.stage("s", first, {"value": "b"}, NOW)  # computed from the old state: refused
+    with pytest.raises(BackendConflict, match="already holds pending version 1"):
+        store.stage("s", store.read("s"), {"value": "b"}, NOW)
+    assert store.discard_pending("s", store.read("s")).pending is None
+
+
+def test_file_store_refuses_a_readable_file_and_foreign_json(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"format": "locksmith.secrets-file/1", "secrets": {}}))
+    path.chmod(0o644)
+    store = make_backend(options(backend="file", file_path=str(path)))
+    with pytest.raises(BackendDenied, match=r"readable by group or others \(mode 644\); run `chmod 600"):
+        store.read("s")
+    path.chmod(0o600)
+    path.write_text("not json")
+    with pytest.raises(SecretsBackendError, match="cannot be read as a locksmith secrets file"):
+        store.read("s")
+    path.write_text(json.dumps({"format": "locksmith.secrets-file/1", "secrets": {"s": {"current": 1}}}))
+    with pytest.raises(SecretsBackendError, match=r"does not hold a locksmith\.ops secret document"):
+        store.read("s")
+
+
+def test_secret_strings_skip_usernames():
+    assert secret_strings({"username": "app", "password": "pw", "n": 3}) == ["pw"]
+    assert SecretState().values() == []
+
+
+class FakeSecretsManager:
+    """Only what AwsBackend.read uses, answering from a fixed label map."""
+
+    def __init__(self, stages, tags=()):
+        self.stages = stages
+        self.tags = list(tags)
+
+    def describe_secret(self, SecretId):
+        return {"VersionIdsToStages": self.stages, "Tags": self.tags}
+
+    def list_secret_version_ids(self, SecretId, IncludeDeprecated):
+        return {"Versions": [{"VersionId": vid} for vid in self.stages]}
+
+    def get_secret_value(self, SecretId, VersionId, VersionStage):
+        assert VersionStage in self.stages[VersionId]  # always read by label
+        return {"SecretString": json.dumps({"password": VersionId})}
+
+
+def aws_with(fake):
+    backend = aws_backend.AwsBackend(options(backend="aws", aws_region="eu-west-1"))
+    backend._client = fake
+    return backend
+
+
+def test_aws_first_version_labelled_current_and_pending_is_still_pending():
+    state = aws_with(FakeSecretsManager({"v1": ["AWSCURRENT", "AWSPENDING"]})).read("s")
+    assert state.current is None and state.pending.version_id == "v1"
+
+
+def test_aws_promotion_time_comes_from_the_tag_of_the_current_version():
+    tags = [{"Key": "locksmith:promoted", "Value": "v2 1800000000.5"}]
+    state = aws_with(FakeSecretsManager({"v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]}, tags)).read("s")
+    assert state.promoted_at == 1800000000.5 and state.previous.version_id == "v1"
+    stale = [{"Key": "locksmith:promoted", "Value": "v1 1700000000"}]
+    assert aws_with(FakeSecretsManager({"v2": ["AWSCURRENT"]}, stale)).read("s").promoted_at == 0.0
+
+
+def test_aws_refuses_a_label_on_two_versions():
+    with pytest.raises(BackendConflict, match="has AWSCURRENT on 2 versions"):
+        aws_with(FakeSecretsManager({"v1": ["AWSCURRENT"], "v2": ["AWSCURRENT"]})).read("s")
+
+
+class RefusingSecretsManager:
+    def __init__(self, code):
+        self.code = code
+
+    def describe_secret(self, SecretId):
+        import botocore.exceptions
+
+        raise botocore.exceptions.ClientError({"Error": {"Code": self.code, "Message": "no"}}, "DescribeSecret")
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "message"),
+    [
+        ("AccessDeniedException", BackendDenied, "permission denied to describe the secret .*allow secretsmanager:"),
+        ("InvalidRequestException", BackendConflict, "re-run to continue"),
+        ("InternalServiceError", SecretsBackendError, r"cannot describe the secret \(InternalServiceError\)"),
+    ],
+)
+def test_aws_errors_become_messages_that_name_the_fix(code, error, message):
+    with pytest.raises(error, match=message):
+        aws_with(RefusingSecretsManager(code)).read("s")
