@@ -9,8 +9,6 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 BUILD := $(CURDIR)/.build
 COLLECTIONS := $(BUILD)/collections
-# ansible-test skips every path with a hidden component (such as .build), so sanity runs outside the tree.
-SANITY_ROOT := /tmp/locksmith-sanity-$(shell echo $(CURDIR) | md5sum | cut -c1-8)/ansible_collections/locksmith/ops
 # ansible-test downloads a pip bootstrap script for this pip version; we feed it offline.
 ANSIBLE_TEST_PIP := 24.2
 # Coverage floor for plugins/; enforced once a module exists (issue 3).
@@ -80,20 +78,21 @@ lint: bootstrap
 	$(BIN)/ruff format --check .
 	$(BIN)/bandit -q -c pyproject.toml -r plugins
 	$(BIN)/ansible-lint --profile production
+	$(BIN)/python scripts/role_readme.py --check $(patsubst %/meta/argument_specs.yml,%,$(wildcard roles/*/meta/argument_specs.yml))
 
 changelog-lint: bootstrap
 	$(BIN)/antsibull-changelog lint
 
-# ansible-test wants the collection under .../ansible_collections/<ns>/<name>; sanity runs on a copy
-# of the tracked files so build artefacts never reach it.
+# ansible-test wants the collection under .../ansible_collections/<ns>/<name>, and skips every path with
+# a hidden component (such as .build), so sanity runs on a copy of the tracked files in a fresh temp dir.
 sanity: bootstrap
 	@mkdir -p ~/.ansible/test/cache
 	@cd ~/.ansible/test/cache && { test -f pip-$(ANSIBLE_TEST_PIP)-py3-none-any.whl || \
 	  $(BIN)/pip download -q --no-deps --only-binary=:all: pip==$(ANSIBLE_TEST_PIP) -d . 2>&1 | { grep -v 'is ignored' || true; }; }
 	@sed 's/@PIP_VERSION@/$(ANSIBLE_TEST_PIP)/' scripts/ansible-test-get-pip.py > ~/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
-	@rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
-	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
-	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --local --python 3.11 --color no
+	@tmp=$$(mktemp -d /tmp/locksmith-sanity-XXXXXX); root=$$tmp/ansible_collections/locksmith/ops; \
+	mkdir -p $$root; git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $$root/; \
+	cd $$root && $(BIN)/ansible-test sanity --local --python 3.11 --color no; status=$$?; rm -rf $$tmp; exit $$status
 
 pytest-all: bootstrap
 	$(BIN)/pytest tests/unit tests/integration $(COV_ARGS) $(PYTEST_ARGS)

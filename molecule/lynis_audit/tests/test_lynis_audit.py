@@ -1,0 +1,98 @@
+"""Behaviour of role lynis_audit on the converged host: the summary agrees with Lynis' own report."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+REPORT_FILE = "/var/lib/locksmith/lynis/lynis-report.dat"
+SUMMARY_FILE = "/var/lib/locksmith/lynis/summary.json"
+
+
+@pytest.fixture(scope="module")
+def report(host):
+    """Lynis' report as {key: value} for single values and {key: [values]} for "key[]=" lines."""
+    values = {}
+    for line in host.file(REPORT_FILE).content_string.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or line.startswith("#"):
+            continue
+        if key.endswith("[]"):
+            values.setdefault(key[:-2], []).append(value)
+        else:
+            values[key] = value
+    return values
+
+
+@pytest.fixture(scope="module")
+def summary(host):
+    return json.loads(host.file(SUMMARY_FILE).content_string)
+
+
+def test_lynis_runs_the_installed_package_version(host, report):
+    assert host.package("lynis").is_installed
+    shown = host.check_output("lynis show version")
+    assert shown == report["lynis_version"]
+    assert host.package("lynis").version.startswith(shown + "-")
+
+
+def test_hardening_index_equals_the_report(summary, report):
+    index = summary["hardening_index"]
+    assert isinstance(index, int) and not isinstance(index, bool)
+    assert 1 <= index <= 100
+    assert index == int(report["hardening_index"])
+
+
+def test_counts_and_findings_follow_the_report(summary, report):
+    assert summary["tests_performed"] == int(report["lynis_tests_done"]) > 0
+    for kind in ("warning", "suggestion"):
+        lines = report.get(kind, [])
+        findings = summary[kind + "s"]
+        assert summary[kind + "_count"] == len(findings) == len(lines)
+        for line, finding in zip(lines, findings, strict=True):
+            test_id, text = line.split("|")[:2]
+            assert finding.startswith(f"{test_id}: {text}")
+    assert summary["suggestion_count"] > 0
+
+
+def test_summary_is_readable_by_root_only(host):
+    summary_file = host.file(SUMMARY_FILE)
+    assert (summary_file.user, summary_file.group, summary_file.mode) == ("root", "root", 0o640)
+    summary_dir = host.file(os.path.dirname(SUMMARY_FILE))
+    assert (summary_dir.user, summary_dir.mode) == ("root", 0o750)
+
+
+def test_index_below_minimum_fails_naming_the_variable(host, summary):
+    """Re-run the role on the existing report (no install, no audit) with a minimum one above the index."""
+    before = host.file(SUMMARY_FILE).sha256sum
+    index = summary["hardening_index"]
+    extra_vars = {
+        "lynis_audit_install_enabled": False,
+        "lynis_audit_audit_enabled": False,
+        "lynis_audit_summary_enabled": False,
+        "lynis_audit_min_index": index + 1,
+    }
+    run = subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--extra-vars",
+            json.dumps(extra_vars),
+            os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    # Failures go to stderr (molecule's ansible.cfg sets display_failed_stderr); the callback may wrap lines.
+    failure = " ".join(run.stderr.split())
+    assert re.search(rf"Lynis hardening index {index} on \S+ is below lynis_audit_min_index {index + 1};", failure), (
+        run.stderr
+    )
+    assert host.file(SUMMARY_FILE).sha256sum == before
