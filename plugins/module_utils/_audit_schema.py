@@ -1,0 +1,245 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""The audit schema as numbered migrations: the log, its partitions, the trigger and retention functions.
+
+Each migration is a list of SQL templates. ``{s}`` is the audit schema (a psycopg2.sql.Identifier) and
+``{s_lit}`` the same name as a literal; nothing else is ever formatted in. Migrations only ever append:
+a released one is never edited, so ``schema_version`` tells exactly which objects exist.
+
+Every function has a fixed, empty search_path and names every object with its schema, so a role that
+creates look-alike objects in its own schema cannot take over a SECURITY DEFINER function.
+"""
+
+from __future__ import annotations
+
+# Appended to by migrations; the operations the log may hold.
+LOG_OPERATIONS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "RETENTION")
+
+_V1 = [
+    "CREATE SCHEMA {s}",
+    "REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
+    """CREATE TABLE {s}.schema_version (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+)""",
+    # Partitioned by month on the clock time of the change: retention drops whole partitions.
+    """CREATE TABLE {s}.log (
+    id bigserial NOT NULL,
+    logged_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    statement_at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    transaction_id bigint,
+    operation text NOT NULL
+        CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'RETENTION')),
+    capture text NOT NULL DEFAULT 'row' CHECK (capture IN ('row', 'statement', 'system')),
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    record_key jsonb,
+    old_data jsonb,
+    new_data jsonb,
+    query text,
+    db_role text NOT NULL DEFAULT session_user,
+    session_role text NOT NULL DEFAULT session_user,
+    application_name text,
+    client_addr inet,
+    app_user_id text
+) PARTITION BY RANGE (logged_at)""",
+    # Rows outside every monthly partition land here, so an insert never fails.
+    "CREATE TABLE {s}.log_default PARTITION OF {s}.log DEFAULT",
+    "CREATE INDEX log_logged_at_brin ON {s}.log USING brin (logged_at)",
+    "CREATE INDEX log_record_idx ON {s}.log (schema_name, table_name, record_key)",
+    # args: diff_only, app_user_setting, excluded columns and the table's other columns (text[] literals),
+    # then the primary key columns. Written for speed: plain TG_ARGV reads, array parsing only when needed,
+    # the UPDATE diff from the known column list without a query, and one INSERT.
+    """CREATE FUNCTION {s}.log_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $locksmith$
+DECLARE
+    old_j jsonb;
+    new_j jsonb;
+    rec_key jsonb;
+    cols text[];
+    col text;
+    diff_old jsonb;
+    diff_new jsonb;
+    role_setting text := pg_catalog.current_setting('role');
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        new_j := pg_catalog.to_jsonb(NEW);
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        old_j := pg_catalog.to_jsonb(OLD);
+    END IF;
+    IF TG_NARGS = 5 THEN
+        rec_key := pg_catalog.jsonb_build_object(TG_ARGV[4], COALESCE(new_j, old_j) -> TG_ARGV[4]);
+    ELSIF TG_NARGS > 5 THEN
+        rec_key := '{{}}'::jsonb;
+        FOR i IN 4 .. TG_NARGS - 1 LOOP
+            rec_key := rec_key || pg_catalog.jsonb_build_object(TG_ARGV[i], COALESCE(new_j, old_j) -> TG_ARGV[i]);
+        END LOOP;
+    END IF;
+    IF TG_ARGV[2] <> '{{}}' THEN
+        new_j := new_j - TG_ARGV[2]::text[];
+        old_j := old_j - TG_ARGV[2]::text[];
+    END IF;
+    IF TG_OP = 'UPDATE' AND TG_ARGV[0] = 'true' THEN
+        cols := TG_ARGV[3]::text[];
+        diff_old := '{{}}'::jsonb;
+        diff_new := '{{}}'::jsonb;
+        FOREACH col IN ARRAY cols LOOP
+            IF (new_j -> col) IS DISTINCT FROM (old_j -> col) THEN
+                diff_old := diff_old || pg_catalog.jsonb_build_object(col, old_j -> col);
+                diff_new := diff_new || pg_catalog.jsonb_build_object(col, new_j -> col);
+            END IF;
+        END LOOP;
+        -- Columns added since the trigger was created are still compared, the slow way.
+        IF (new_j - cols) IS DISTINCT FROM (old_j - cols) THEN
+            SELECT diff_old || COALESCE(pg_catalog.jsonb_object_agg(n.key, old_j -> n.key), '{{}}'),
+                   diff_new || COALESCE(pg_catalog.jsonb_object_agg(n.key, n.value), '{{}}')
+              INTO diff_old, diff_new
+              FROM pg_catalog.jsonb_each(new_j - cols) AS n
+             WHERE n.value IS DISTINCT FROM old_j -> n.key;
+        END IF;
+        old_j := diff_old;
+        new_j := diff_new;
+    END IF;
+    INSERT INTO {s}.log (transaction_id, operation, capture, schema_name, table_name, record_key,
+                         old_data, new_data, db_role, session_role, application_name, client_addr, app_user_id)
+    VALUES (pg_catalog.txid_current(), TG_OP, 'row', TG_TABLE_SCHEMA, TG_TABLE_NAME, rec_key, old_j, new_j,
+            CASE WHEN role_setting = 'none' THEN session_user ELSE role_setting END, session_user,
+            pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
+            NULLIF(pg_catalog.current_setting(TG_ARGV[1], true), ''));
+    RETURN NULL;
+END
+$locksmith$""",
+    # args: app_user_setting. One entry per statement, with the statement text and no row data.
+    """CREATE FUNCTION {s}.log_statement() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $locksmith$
+DECLARE
+    role_setting text := pg_catalog.current_setting('role');
+BEGIN
+    INSERT INTO {s}.log (transaction_id, operation, capture, schema_name, table_name, query,
+                         db_role, session_role, application_name, client_addr, app_user_id)
+    VALUES (pg_catalog.txid_current(), TG_OP, 'statement', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+            pg_catalog.current_query(),
+            CASE WHEN role_setting = 'none' THEN session_user ELSE role_setting END, session_user,
+            pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
+            NULLIF(pg_catalog.current_setting(TG_ARGV[0], true), ''));
+    RETURN NULL;
+END
+$locksmith$""",
+    """CREATE FUNCTION {s}.partition_name(month date) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = '' AS $locksmith$
+    SELECT 'log_p' OPERATOR(pg_catalog.||) pg_catalog.to_char(month, 'YYYYMM')
+$locksmith$""",
+    # Creates the partition of one UTC month; rows of that month waiting in the default partition move in.
+    """CREATE FUNCTION {s}.create_partition(month date) RETURNS text
+LANGUAGE plpgsql SET search_path = '' AS $locksmith$
+DECLARE
+    schema_name constant text := {s_lit};
+    first_day date := pg_catalog.date_trunc('month', month)::date;
+    lower_ts timestamptz := first_day::timestamp AT TIME ZONE 'UTC';
+    upper_ts timestamptz := (first_day + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    part text := {s}.partition_name(first_day);
+BEGIN
+    IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', schema_name, part)) IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE pg_catalog.format('CREATE TABLE %I.%I (LIKE %I.log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                              schema_name, part, schema_name);
+    EXECUTE pg_catalog.format('REVOKE ALL ON %I.%I FROM PUBLIC', schema_name, part);
+    EXECUTE pg_catalog.format(
+        'WITH moved AS (DELETE FROM %I.log_default WHERE logged_at >= $1 AND logged_at < $2 RETURNING *) '
+        'INSERT INTO %I.%I SELECT * FROM moved', schema_name, schema_name, part) USING lower_ts, upper_ts;
+    EXECUTE pg_catalog.format('ALTER TABLE %I.log ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+                              schema_name, schema_name, part, lower_ts, upper_ts);
+    RETURN part;
+END
+$locksmith$""",
+    # What maintain() would do, read-only: months to create (as_of .. + months_ahead) and partitions
+    # wholly older than retention_days to drop, including months that only exist in the default partition.
+    """CREATE FUNCTION {s}.partition_plan(months_ahead integer, retention_days integer,
+                                  as_of timestamptz DEFAULT pg_catalog.clock_timestamp())
+RETURNS TABLE (action text, partition_name text, range_from timestamptz, range_to timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = '' AS $locksmith$
+DECLARE
+    schema_name constant text := {s_lit};
+    this_month date := pg_catalog.date_trunc('month', as_of AT TIME ZONE 'UTC')::date;
+    cutoff timestamptz := as_of - pg_catalog.make_interval(days => retention_days);
+    m date;
+BEGIN
+    FOR i IN 0 .. GREATEST(months_ahead, 0) LOOP
+        m := (this_month + pg_catalog.make_interval(months => i))::date;
+        IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', schema_name, {s}.partition_name(m))) IS NULL THEN
+            action := 'create'; partition_name := {s}.partition_name(m);
+            range_from := m::timestamp AT TIME ZONE 'UTC';
+            range_to := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    IF retention_days IS NULL OR retention_days <= 0 THEN
+        RETURN;
+    END IF;
+    FOR m IN
+        SELECT pg_catalog.to_date(pg_catalog.substr(c.relname, 6), 'YYYYMM')
+          FROM pg_catalog.pg_inherits AS i
+          JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+         WHERE i.inhparent = pg_catalog.to_regclass(pg_catalog.format('%I.log', schema_name))
+           AND c.relname OPERATOR(pg_catalog.~) '^log_p[0-9]{{6}}$'
+        UNION
+        SELECT DISTINCT pg_catalog.date_trunc('month', d.logged_at AT TIME ZONE 'UTC')::date
+          FROM {s}.log_default AS d
+         WHERE d.logged_at < cutoff
+        ORDER BY 1
+    LOOP
+        IF ((m + interval '1 month')::timestamp AT TIME ZONE 'UTC') <= cutoff THEN
+            action := 'drop'; partition_name := {s}.partition_name(m);
+            range_from := m::timestamp AT TIME ZONE 'UTC';
+            range_to := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$locksmith$""",
+    # Runs partition_plan; logs every retention drop in the log itself. A systemd timer or pg_cron calls it.
+    """CREATE FUNCTION {s}.maintain(retention_days integer, months_ahead integer,
+                            as_of timestamptz DEFAULT pg_catalog.clock_timestamp())
+RETURNS TABLE (action text, partition_name text, range_from timestamptz, range_to timestamptz)
+LANGUAGE plpgsql SET search_path = '' AS $locksmith$
+DECLARE
+    schema_name constant text := {s_lit};
+    dropped text[] := '{{}}';
+    step record;
+BEGIN
+    FOR step IN SELECT * FROM {s}.partition_plan(months_ahead, retention_days, as_of) LOOP
+        PERFORM {s}.create_partition((step.range_from AT TIME ZONE 'UTC')::date);
+        IF step.action = 'drop' THEN
+            EXECUTE pg_catalog.format('DROP TABLE %I.%I', schema_name, step.partition_name);
+            dropped := dropped OPERATOR(pg_catalog.||) step.partition_name;
+        END IF;
+        action := step.action; partition_name := step.partition_name;
+        range_from := step.range_from; range_to := step.range_to;
+        RETURN NEXT;
+    END LOOP;
+    IF pg_catalog.cardinality(dropped) > 0 THEN
+        INSERT INTO {s}.log (transaction_id, operation, capture, schema_name, table_name, new_data,
+                             application_name, client_addr)
+        VALUES (pg_catalog.txid_current(), 'RETENTION', 'system', schema_name, 'log',
+                pg_catalog.jsonb_build_object('dropped_partitions', dropped, 'retention_days', retention_days,
+                                              'cutoff', as_of - pg_catalog.make_interval(days => retention_days)),
+                pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr());
+    END IF;
+END
+$locksmith$""",
+    # Only the owner (and superusers) run these; triggers fire whatever the caller's EXECUTE rights.
+    "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {s} FROM PUBLIC",
+    "REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM PUBLIC",
+    "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM PUBLIC",
+]
+
+# (version, description, statements). Append only.
+MIGRATIONS = [
+    (1, "audit log partitioned by month, row and statement triggers, retention", _V1),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]
