@@ -14,6 +14,7 @@ import yaml
 # fragment module -> (module_utils module, spec function, fragment attribute)
 PAIRS = {
     "postgres": ("_postgres", "postgres_argument_spec", "DOCUMENTATION"),
+    "storage": ("_storage", "storage_argument_spec", "DOCUMENTATION"),
     "secrets_backend": ("_secrets_backend", "secrets_backend_argument_spec", "DOCUMENTATION"),
 }
 

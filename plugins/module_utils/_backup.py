@@ -1,0 +1,471 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""Logical PostgreSQL backups: plan, stream pg_dump into every destination, manifest last, retention.
+
+One pg_dump stream is read once: compressed (by pg_dump, or here with zstd when pg_dump cannot),
+optionally encrypted, hashed, and teed into every destination. A destination's copy counts only
+after the destination confirms size and checksum; only then is its manifest written and only then
+is retention applied there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
+from ansible_collections.locksmith.ops.plugins.module_utils._backup_retention import plan_retention
+from ansible_collections.locksmith.ops.plugins.module_utils._crypto_stream import (
+    ALGORITHM,
+    CHUNK,
+    SUFFIX,
+    Encryptor,
+    key_id,
+    load_key,
+)
+from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
+from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import (
+    READ_SIZE,
+    dump_env,
+    find_tool,
+    stream_command,
+    tool_version,
+)
+from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
+    ALL_DATABASES_LABEL,
+    StorageError,
+    build_destinations,
+    new_backup_id,
+    storage_argument_spec,
+)
+from ansible_collections.locksmith.ops.plugins.module_utils._stream import (
+    SUFFIXES,
+    Pipeline,
+    Tee,
+    compressor,
+    plan_compression,
+)
+
+MANIFEST_FORMAT = 1
+GLOBALS_TRAILER = b"PostgreSQL database cluster dump complete"
+_ROW_ESTIMATES = (
+    "SELECT n.nspname AS schema, c.relname AS name, c.reltuples::bigint AS rows "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%%' ORDER BY 1, 2"
+)
+_WAL_LSN = (
+    "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn"
+)
+_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+
+
+class BackupError(LocksmithError):
+    """A dump, a verification or a destination failed."""
+
+
+def backup_argument_spec():
+    """pg_backup's options: connection and destination fragments plus its own."""
+    spec = _postgres.postgres_argument_spec()
+    spec.update(storage_argument_spec())
+    spec.update(
+        state=dict(type="str", default="present", choices=["present", "verified"]),
+        database=dict(type="str"),
+        all_databases=dict(type="bool", default=False),
+        format=dict(type="str", default="custom", choices=["custom", "directory"]),
+        jobs=dict(type="int", default=1),
+        schemas=dict(type="list", elements="str", default=[]),
+        exclude_schemas=dict(type="list", elements="str", default=[]),
+        tables=dict(type="list", elements="str", default=[]),
+        exclude_tables=dict(type="list", elements="str", default=[]),
+        compression=dict(type="str", default="zstd:3"),
+        pg_bin_dir=dict(type="path"),
+        encryption_key=dict(type="str", no_log=True),
+        encryption_key_file=dict(type="path", no_log=False),
+        min_interval_seconds=dict(type="int", default=3600),
+        backup_id=dict(type="str"),
+        work_dir=dict(type="path"),
+        metrics_dir=dict(type="path"),
+        rpo_target_seconds=dict(type="int", default=93600),
+    )
+    return spec
+
+
+def iso(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+# ---- the job -----------------------------------------------------------------------------------
+class BackupJob:
+    """One pg_backup invocation: read state, plan, and (unless in check mode) apply."""
+
+    def __init__(self, params, warnings, clock=time.time):
+        self.params = params
+        self.warnings = warnings
+        self.clock = clock
+        self.queries = []
+        if params.get("all_databases"):
+            self.label = ALL_DATABASES_LABEL
+        else:
+            self.label = _postgres.validate_identifier(params.get("database"), "database")
+        for option in ("schemas", "exclude_schemas"):
+            for index, name in enumerate(params.get(option) or []):
+                _postgres.validate_identifier(name, "%s[%d]" % (option, index))
+        for option in ("tables", "exclude_tables"):
+            for index, name in enumerate(params.get(option) or []):
+                _postgres.split_qualified(name, "%s[%d]" % (option, index))
+        if params.get("jobs", 1) < 1:
+            raise BackupError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
+        if params.get("jobs", 1) > 1 and params.get("format") != "directory":
+            raise BackupError(
+                "jobs=%d needs format=directory (pg_dump dumps in parallel only to a directory); "
+                "set format: directory or jobs: 1" % params["jobs"],
+                option="jobs",
+            )
+        self.destinations = build_destinations(params["destinations"], warnings)
+        self.key = load_key(params.get("encryption_key"), params.get("encryption_key_file"))
+        self.pg_dump = find_tool("pg_dump", params.get("pg_bin_dir"))
+        self.pg_dump_version, major = tool_version(self.pg_dump)
+        self.compression = plan_compression(params.get("compression") or "zstd:3", major)
+        self.facts = {}
+        self.existing = {}
+
+    # reads -------------------------------------------------------------------------------------
+    def _query(self, conn, text, params=None):
+        self.queries.append(text)
+        return _postgres.fetch_all(conn, text, params)
+
+    def inspect_database(self):
+        """Server version, WAL position and the databases in scope; clear errors before pg_dump runs."""
+        dbname = "postgres" if self.label == ALL_DATABASES_LABEL else self.label
+        conn = _postgres.connect(self.params, dbname, autocommit=True)
+        try:
+            version = self._query(conn, "SELECT current_setting('server_version') AS v")[0]["v"]
+            if self.label == ALL_DATABASES_LABEL:
+                databases = [row["datname"] for row in self._query(conn, _DATABASES)]
+            else:
+                databases = [self.label]
+        finally:
+            conn.close()
+        self.facts = {"server_version": version, "databases": databases}
+        return self.facts
+
+    def inspect_destinations(self, write=True):
+        """Every destination reachable, and its backups of this label."""
+        for destination in self.destinations:
+            destination.check_access(write)
+            self.existing[destination.index] = destination.list_backups(self.label)
+        return self.existing
+
+    def newest_complete(self):
+        """(entry, destination) of the newest complete backup across destinations, or (None, None)."""
+        best = None
+        for destination in self.destinations:
+            for entry in self.existing.get(destination.index, []):
+                if entry.complete and (best is None or entry.sort_key > best.sort_key):
+                    best = entry
+        return best
+
+    def due(self, now):
+        """(True, reason) when a backup must run: some destination lacks one newer than min_interval_seconds."""
+        interval = self.params.get("min_interval_seconds") or 0
+        if interval <= 0:
+            return True, "min_interval_seconds is 0: every run takes a backup"
+        for destination in self.destinations:
+            complete = [e for e in self.existing.get(destination.index, []) if e.complete]
+            if not complete:
+                return True, "%s has no complete backup" % destination.name
+            age = now - max(e.ended for e in complete)
+            if age >= interval:
+                return True, "%s: newest backup is %ds old (min_interval_seconds=%d)" % (
+                    destination.name,
+                    age,
+                    interval,
+                )
+        return False, "every destination has a backup younger than min_interval_seconds=%d" % interval
+
+    def retention_plan(self, destination, new_id=None, now=None):
+        """(keep, prune) at one destination, counting the backup about to be made (check mode) if given."""
+        entries = [
+            {"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e}
+            for e in self.existing.get(destination.index, [])
+        ]
+        if new_id is not None:
+            entries.append({"id": new_id, "when": now, "complete": True, "entry": None})
+        policy = destination.options.get("retention")
+        if not policy:
+            return [], []
+        return plan_retention(entries, policy, now)
+
+    # the dump ----------------------------------------------------------------------------------
+    def _dump_args(self, fmt):
+        args = [self.pg_dump, "--format=%s" % fmt, "--no-password", *self.compression["pg_dump_args"]]
+        p = self.params
+        if p.get("schemas") or p.get("tables"):
+            args.append("--strict-names")
+        for name in p.get("schemas") or []:
+            args.append('--schema="%s"' % name)
+        for name in p.get("exclude_schemas") or []:
+            args.append('--exclude-schema="%s"' % name)
+        for option, flag in (("tables", "--table"), ("exclude_tables", "--exclude-table")):
+            for index, name in enumerate(p.get(option) or []):
+                schema, table = _postgres.split_qualified(name, "%s[%d]" % (option, index))
+                args.append('%s="%s"."%s"' % (flag, schema, table))
+        return args
+
+    def _row_estimates(self, database):
+        conn = _postgres.connect(self.params, database, autocommit=True)
+        try:
+            rows = self._query(conn, _ROW_ESTIMATES)
+        finally:
+            conn.close()
+        return {"%s.%s" % (r["schema"], r["name"]): (r["rows"] if r["rows"] >= 0 else None) for r in rows}
+
+    def _wal_lsn(self):
+        conn = _postgres.connect(self.params, self.facts["databases"][0] if self.facts["databases"] else "postgres")
+        try:
+            return self._query(conn, _WAL_LSN)[0]["lsn"]
+        finally:
+            conn.close()
+
+    def _stages(self, plain_method=None, level=0):
+        stages = [compressor(plain_method, level) if plain_method else None]
+        if self.key is not None:
+            stages.append(Encryptor(self.key))
+        return stages
+
+    def _artefact(self, name, writers, feed, stages, extra):
+        """Stream one artefact into every live writer; returns its manifest entry."""
+        sinks = {}
+        for index, writer in list(writers.items()):
+            try:
+                sinks[index] = writer.open_artefact(name)
+            except StorageError as err:
+                self._fail_destination(index, writers, err)
+        if not sinks:
+            raise self._all_failed()
+        tee = Tee(sinks, threaded=True)
+        pipeline = Pipeline(stages, tee)
+        try:
+            feed(pipeline)
+            pipeline.finish()
+        except BaseException:
+            tee.abort()
+            raise
+        results = tee.close()
+        for index, err in tee.failures.items():
+            self._fail_destination(index, writers, err)
+        if not writers:
+            raise self._all_failed()
+        entry = dict(extra, name=name, size_bytes=tee.size, sha256=tee.hexdigest)
+        for result in results.values():
+            if result.get("s3_checksum_sha256"):
+                entry["s3_checksum_sha256"] = result["s3_checksum_sha256"]
+        return entry
+
+    def _fail_destination(self, index, writers, err):
+        self.failed[index] = err
+        writer = writers.pop(index, None)
+        if writer is not None:
+            writer.abort()
+
+    def _all_failed(self):
+        messages = "; ".join(str(err) for err in self.failed.values())
+        return BackupError("every destination failed: %s" % messages, failed_destinations=sorted(self.failed))
+
+    def _feed_command(self, argv, env, describe):
+        def feed(pipeline):
+            def sink(data):
+                pipeline.push(data)
+                return pipeline.tee.alive
+
+            self.warnings.extend(stream_command(argv, env, sink, describe))
+
+        return feed
+
+    def _feed_file(self, path):
+        def feed(pipeline):
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(READ_SIZE), b""):
+                    pipeline.push(chunk)
+
+        return feed
+
+    def _suffix(self, added_suffix):
+        return added_suffix + (SUFFIX if self.key is not None else "")
+
+    def _dump_database(self, database, writers):
+        """Artefacts of one database: one stream (custom) or one file each (directory)."""
+        env = dump_env(self.params, database)
+        safe = database if _is_plain(database) else "db-%s" % _short_hash(database)
+        by_us = self.compression["by"] == "locksmith"
+        method = self.compression["method"] if by_us else None
+        suffix = self._suffix(self.compression["suffix"])
+        extra = {"kind": "dump", "database": database, "format": self.params["format"]}
+        if self.params["format"] == "custom":
+            name = safe + ".dump" + suffix
+            feed = self._feed_command(self._dump_args("custom"), env, "pg_dump of database '%s'" % database)
+            stages = self._stages(method, self.compression["level"])
+            return [self._artefact(name, writers, feed, stages, dict(extra, plain_name=safe + ".dump"))]
+        try:
+            staging = tempfile.mkdtemp(prefix=".locksmith-pg_backup-", dir=self.params.get("work_dir"))
+        except OSError as err:
+            raise BackupError(
+                "work_dir '%s' cannot hold the directory-format staging area (%s); create it or choose another"
+                % (self.params.get("work_dir") or tempfile.gettempdir(), err.strerror),
+                option="work_dir",
+            ) from err
+        try:
+            target = os.path.join(staging, "dump")
+            argv = [*self._dump_args("directory"), "--jobs=%d" % self.params["jobs"], "--file=%s" % target]
+            self.warnings.extend(stream_command(argv, env, lambda data: True, "pg_dump of database '%s'" % database))
+            entries = []
+            for file_name in sorted(os.listdir(target)):
+                plain = "%s.dir/%s" % (safe, file_name)
+                stages = self._stages(method, self.compression["level"])
+                entries.append(
+                    self._artefact(
+                        plain + suffix,
+                        writers,
+                        self._feed_file(os.path.join(target, file_name)),
+                        stages,
+                        dict(extra, plain_name=plain),
+                    )
+                )
+            return entries
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _dump_globals(self, writers):
+        pg_dumpall = find_tool("pg_dumpall", self.params.get("pg_bin_dir"))
+        method = self.compression["method"] if self.compression["method"] in SUFFIXES else None
+        name = "globals.sql" + self._suffix(SUFFIXES.get(method, ""))
+        argv = [pg_dumpall, "--globals-only", "--no-password", "--database=postgres"]
+        feed = self._feed_command(argv, dump_env(self.params, "postgres"), "pg_dumpall --globals-only")
+        stages = self._stages(method, self.compression["level"])
+        return self._artefact(name, writers, feed, stages, {"kind": "globals", "plain_name": "globals.sql"})
+
+    def run(self, backup_id=None):
+        """Take the backup into every destination; returns the result dict (raises if all failed)."""
+        started = self.clock()
+        backup_id = backup_id or new_backup_id(started)
+        self.failed = {}
+        writers = {}
+        for destination in self.destinations:
+            try:
+                writers[destination.index] = destination.open_writer(self.label, backup_id)
+            except StorageError as err:
+                self.failed[destination.index] = err
+        if not writers:
+            raise self._all_failed()
+        try:
+            wal_lsn = self._wal_lsn()
+            artefacts, estimates = [], {}
+            if self.label == ALL_DATABASES_LABEL:
+                artefacts.append(self._dump_globals(writers))
+            for database in self.facts["databases"]:
+                estimates[database] = self._row_estimates(database)
+                artefacts.extend(self._dump_database(database, writers))
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        ended = self.clock()
+        manifest = self.manifest(backup_id, started, ended, wal_lsn, artefacts, estimates)
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
+        copies = []
+        for index, writer in list(writers.items()):
+            try:
+                writer.commit(body, artefacts)
+            except StorageError as err:
+                self._fail_destination(index, writers, err)
+                continue
+            destination = self.destinations[index]
+            copies.append(
+                {
+                    "destination": destination.name,
+                    "location": destination.location(self.label, backup_id),
+                    "status": "verified",
+                    "size_bytes": manifest["size_bytes"],
+                }
+            )
+        pruned = []
+        for index in writers:
+            destination = self.destinations[index]
+            # Prune only where the new copy is verified, listing afresh so the new backup is counted.
+            self.existing[index] = destination.list_backups(self.label)
+            prune = self.retention_plan(destination, now=self.clock())[1]
+            pruned.extend(self._prune(destination, prune, protect=backup_id))
+        for index, err in sorted(self.failed.items()):
+            copies.append(
+                {
+                    "destination": self.destinations[index].name,
+                    "location": self.destinations[index].location(self.label, backup_id),
+                    "status": "failed",
+                    "error": str(err),
+                }
+            )
+        return {"backup": manifest, "copies": copies, "pruned": pruned}
+
+    def _prune(self, destination, prune, protect):
+        done = []
+        entries = {e.backup_id: e for e in self.existing.get(destination.index, [])}
+        for backup_id, reason in prune:
+            if backup_id == protect:
+                continue
+            entry = entries.get(backup_id)
+            destination.delete(self.label, backup_id, temporary_name=getattr(entry, "temp_name", None))
+            done.append({"destination": destination.name, "id": backup_id, "reason": reason})
+        return done
+
+    def manifest(self, backup_id, started, ended, wal_lsn, artefacts, estimates):
+        """What a restore needs to trust and use the backup; no secret ever goes in."""
+        single = self.label != ALL_DATABASES_LABEL
+        return {
+            "manifest_format": MANIFEST_FORMAT,
+            "id": backup_id,
+            "label": self.label,
+            "database": self.label if single else None,
+            "databases": list(self.facts["databases"]),
+            "globals": not single,
+            "server_version": self.facts["server_version"],
+            "pg_dump_version": self.pg_dump_version,
+            "started_at": iso(started),
+            "ended_at": iso(ended),
+            "started_epoch": round(started, 3),
+            "ended_epoch": round(ended, 3),
+            "duration_seconds": round(ended - started, 3),
+            "size_bytes": sum(a["size_bytes"] for a in artefacts),
+            "format": self.params["format"],
+            "compression": {k: self.compression[k] for k in ("method", "level", "by")},
+            "encryption": (
+                {"algorithm": ALGORITHM, "key_id": key_id(self.key), "chunk_bytes": CHUNK}
+                if self.key is not None
+                else None
+            ),
+            "wal_lsn_start": wal_lsn,
+            "row_estimates": estimates,
+            "filters": {
+                k: list(self.params.get(k) or []) for k in ("schemas", "exclude_schemas", "tables", "exclude_tables")
+            },
+            "artefacts": artefacts,
+        }
+
+
+def _is_plain(name):
+    try:
+        _postgres.validate_identifier(name, "database")
+    except _postgres.InvalidIdentifier:
+        return False
+    return True
+
+
+def _short_hash(text):
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
