@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.locksmith.ops.plugins.filter.alert_rules_for import FilterModule as ForFilters
+from ansible_collections.locksmith.ops.plugins.filter.alert_rules_for import alert_rules_for
+from ansible_collections.locksmith.ops.plugins.filter.prometheus_scrape_configs import FilterModule as ScrapeFilters
+from ansible_collections.locksmith.ops.plugins.filter.prometheus_scrape_configs import prometheus_scrape_configs
+
+RULES = {
+    "groups": [
+        {
+            "name": "g",
+            "rules": [
+                {"alert": "A", "expr": "up == 0", "for": "5m"},
+                {"alert": "B", "expr": "up == 0"},
+                {"record": "r", "expr": "sum(up)"},
+            ],
+        }
+    ]
+}
+
+
+def test_every_alert_gets_the_override_and_records_are_untouched():
+    out = alert_rules_for(RULES, "10s")
+    rules = out["groups"][0]["rules"]
+    assert [r.get("for") for r in rules] == ["10s", "10s", None]
+    assert RULES["groups"][0]["rules"][0]["for"] == "5m"  # the input is not modified
+
+
+def test_empty_override_returns_the_document_unchanged():
+    assert alert_rules_for(RULES, "") is RULES
+    assert alert_rules_for(RULES, None) is RULES
+
+
+@pytest.mark.parametrize(
+    ("doc", "duration", "message"), [(RULES, "10 seconds", "Prometheus duration"), ({}, "1m", "'groups' list")]
+)
+def test_bad_input_is_refused(doc, duration, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        alert_rules_for(doc, duration)
+
+
+GROUPS = {"all": ["db1", "web1", "v6"], "database": ["db1"], "web": [], "ungrouped": []}
+HOSTVARS = {
+    "db1": {"monitoring_agents_listen_address": "10.0.0.5", "ansible_host": "203.0.113.5"},
+    "web1": {"ansible_host": "10.0.0.6"},
+    "v6": {"monitoring_agents_listen_address": "fd00::7"},
+}
+JOBS = [
+    {"job": "node", "group": "all", "port": 9100},
+    {"job": "postgres", "group": "database", "port": 9187, "scheme": "https"},
+    {"job": "nginx", "group": "web", "port": 9113},
+    {"job": "absent", "group": "nope", "port": 1},
+]
+
+
+def test_targets_use_the_private_address_then_ansible_host_and_carry_the_host_label():
+    configs = prometheus_scrape_configs(JOBS, GROUPS, HOSTVARS)
+    assert [c["job_name"] for c in configs] == ["node", "postgres"]  # empty and missing groups are left out
+    node = configs[0]["static_configs"]
+    assert node == [
+        {"targets": ["10.0.0.5:9100"], "labels": {"host": "db1"}},
+        {"targets": ["[fd00::7]:9100"], "labels": {"host": "v6"}},
+        {"targets": ["10.0.0.6:9100"], "labels": {"host": "web1"}},
+    ]
+    assert configs[1]["scheme"] == "https"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        ("node", "expected a list"),
+        ([{"job": "node", "port": 1}], r"jobs\[0\] needs job, group and port"),
+        ([{"job": "bad job", "group": "all", "port": 1}], "job name 'bad job' is not valid"),
+    ],
+)
+def test_bad_jobs_are_refused(jobs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        prometheus_scrape_configs(jobs, GROUPS, HOSTVARS)
+
+
+def test_filters_are_registered():
+    assert ForFilters().filters()["alert_rules_for"] is alert_rules_for
+    assert ScrapeFilters().filters()["prometheus_scrape_configs"] is prometheus_scrape_configs
