@@ -161,13 +161,27 @@ def run_task(
 
 def run_module_inprocess(name: str, args: dict, *, check: bool = False, diff: bool = False) -> dict:
     """Call plugins/modules/<name>.py main() in this process; return the JSON it exits with."""
+    from unittest import mock
+
+    from ansible.module_utils import _internal
     from ansible.module_utils.testing import patch_module_args
 
     ensure_collection_path()
     module = importlib.import_module(f"ansible_collections.locksmith.ops.plugins.modules.{name}")
+    from ansible.module_utils.common import warnings as module_warnings
+
+    # A module process starts with no warnings; earlier in-process runs must not leak theirs into this one.
+    module_warnings._global_warnings.clear()
+    module_warnings._global_deprecations.clear()
     full_args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     out = io.StringIO()
-    with patch_module_args(full_args), contextlib.redirect_stdout(out):
+    # Once controller code is imported (any filter or plugin test), module warnings would go to the
+    # controller's display instead of the result; a module process never has that, so neither does this.
+    with (
+        patch_module_args(full_args),
+        contextlib.redirect_stdout(out),
+        mock.patch.object(_internal, "is_controller", False),
+    ):
         try:
             module.main()
         except SystemExit:
