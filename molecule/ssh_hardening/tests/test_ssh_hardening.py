@@ -1,0 +1,190 @@
+"""Behaviour of role ssh_hardening on the converged host: sshd's effective settings and real logins."""
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+DROPIN = "/etc/ssh/sshd_config.d/00-locksmith-hardening.conf"
+CONVERGE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml")
+SSH = (
+    "ssh -i /root/test_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    " -o ConnectTimeout=10"
+)
+
+EXPECTED = {
+    "permitrootlogin": "no",
+    "pubkeyauthentication": "yes",
+    "authenticationmethods": "publickey",
+    "passwordauthentication": "no",
+    "kbdinteractiveauthentication": "no",
+    "permitemptypasswords": "no",
+    "hostbasedauthentication": "no",
+    "ignorerhosts": "yes",
+    "allowgroups": "sshlogin",
+    "maxauthtries": "3",
+    "maxsessions": "2",
+    "logingracetime": "30",
+    "clientaliveinterval": "300",
+    "clientalivecountmax": "2",
+    "tcpkeepalive": "no",
+    # OpenSSH 9.2 knows no mlkem768x25519-sha256: the role leaves it out.
+    "kexalgorithms": "sntrup761x25519-sha512,sntrup761x25519-sha512@openssh.com,curve25519-sha256,"
+    "curve25519-sha256@libssh.org,diffie-hellman-group18-sha512,diffie-hellman-group16-sha512,"
+    "diffie-hellman-group-exchange-sha256",
+    "ciphers": "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,"
+    "aes128-ctr",
+    "macs": "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com",
+    "x11forwarding": "no",
+    "allowtcpforwarding": "no",
+    "allowagentforwarding": "no",
+    "allowstreamlocalforwarding": "no",
+    "permittunnel": "no",
+    "gatewayports": "no",
+    "loglevel": "VERBOSE",
+    "permituserenvironment": "no",
+    "strictmodes": "yes",
+    "compression": "no",
+    "usedns": "no",
+    "printlastlog": "yes",
+}
+
+
+def effective(host):
+    """sshd -T as {keyword: value}: what the running configuration files mean to sshd."""
+    settings = {}
+    for line in host.check_output("sshd -T").splitlines():
+        key, _sep, value = line.partition(" ")
+        settings[key] = value
+    return settings
+
+
+def login(host, user, *options, command="id -un"):
+    return host.run(f"{SSH} {' '.join(options)} {user}@127.0.0.1 {command}")
+
+
+def run_role(extra_vars):
+    run = subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--extra-vars",
+            json.dumps(extra_vars),
+            CONVERGE,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        timeout=300,
+    )
+    # Failures go to stderr (display_failed_stderr); the callback may wrap lines.
+    return run.returncode, " ".join((run.stdout + run.stderr).split())
+
+
+def sshd_pid(host):
+    return host.check_output("systemctl show --property=MainPID --value ssh")
+
+
+@pytest.mark.parametrize("keyword", sorted(EXPECTED))
+def test_sshd_runs_with_each_setting(host, keyword):
+    assert effective(host)[keyword] == EXPECTED[keyword]
+
+
+def test_dropin_is_root_only_and_sshd_config_is_untouched(host):
+    dropin = host.file(DROPIN)
+    assert (dropin.user, dropin.group, dropin.mode) == ("root", "root", 0o600)
+    assert "mlkem768x25519-sha256" not in dropin.content_string
+    assert host.run("dpkg --verify openssh-server").stdout == ""
+
+
+def test_key_login_of_an_allowed_user_works(host):
+    result = login(host, "ops")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "ops"
+
+
+def test_password_login_is_refused(host):
+    """The server offers publickey only: a client that will not use a key gets no password prompt at all."""
+    result = login(
+        host, "ops", "-o PubkeyAuthentication=no", "-o PreferredAuthentications=password,keyboard-interactive"
+    )
+    assert result.rc == 255
+    assert "Permission denied (publickey)." in result.stderr
+
+
+def test_key_login_outside_allowgroups_is_refused(host):
+    result = login(host, "outsider")
+    assert result.rc == 255
+    assert "Permission denied (publickey)." in result.stderr
+    log = host.check_output("journalctl -u ssh --no-pager -n 200")
+    assert "User outsider from 127.0.0.1 not allowed because none of user's groups are listed in AllowGroups" in log
+
+
+def test_key_login_as_root_is_refused(host):
+    result = login(host, "root")
+    assert result.rc == 255
+    assert "Permission denied (publickey)." in result.stderr
+
+
+def test_legacy_cipher_is_refused(host):
+    result = login(host, "ops", "-c aes128-cbc")
+    assert result.rc == 255
+    assert "no matching cipher found" in result.stderr
+
+
+def test_operator_outside_allow_groups_is_refused_before_any_change(host):
+    before = host.file(DROPIN).sha256sum
+    rc, output = run_role({"ssh_hardening_allow_groups": ["wheel"]})
+    assert rc == 2, output
+    assert (
+        'ssh_hardening_allow_groups is ["wheel"], but the operator user \'ops\' is only in ["ops", "sshlogin"], '
+        "so AllowGroups would lock you out"
+    ) in output
+    assert host.file(DROPIN).sha256sum == before
+
+
+def test_invalid_candidate_is_refused_and_sshd_keeps_running(host):
+    before, pid = host.file(DROPIN).sha256sum, sshd_pid(host)
+    rc, output = run_role({"ssh_hardening_overrides": {"MaxAuthTries": "banana"}})
+    assert rc == 2, output
+    assert re.search(
+        r"sshd -t refused the candidate \S+ on \S+: line \d+: MaxAuthTries integer value invalid\. "
+        r"Nothing was installed",
+        output,
+    )
+    assert "Nothing was installed and sshd keeps running" in output
+    assert host.file(DROPIN).sha256sum == before
+    assert host.service("ssh").is_running
+    assert sshd_pid(host) == pid
+    assert login(host, "ops").rc == 0
+
+
+def test_changed_setting_is_reloaded_and_open_sessions_survive(host):
+    pid = sshd_pid(host)
+    session = "/root/session.out"
+    host.check_output(
+        f"rm -f {session}; systemd-run --unit=held-session {SSH} ops@127.0.0.1 'sleep 25; echo survived' "
+    )
+    time.sleep(3)
+    try:
+        rc, output = run_role({"ssh_hardening_overrides": {"MaxAuthTries": 4}})
+        assert rc == 0, output
+        assert re.search(r"RUNNING HANDLER \[locksmith\.ops\.ssh_hardening : Reload sshd\][^\[]*changed:", output), (
+            output
+        )
+        assert effective(host)["maxauthtries"] == "4"
+        assert sshd_pid(host) == pid
+        deadline = time.monotonic() + 40
+        while host.run("systemctl is-active held-session").stdout.strip() == "active" and time.monotonic() < deadline:
+            time.sleep(1)
+        held = host.check_output("journalctl -u held-session --no-pager -o cat")
+        assert "survived" in held
+    finally:
+        rc, output = run_role({})
+        assert rc == 0, output
+    assert effective(host)["maxauthtries"] == "3"
