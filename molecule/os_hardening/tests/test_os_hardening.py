@@ -1,0 +1,195 @@
+"""Behaviour of role os_hardening on the converged (unprivileged) container."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+SYSCTL_FILE = "/etc/sysctl.d/90-locksmith-hardening.conf"
+AUDIT_RULES = "/etc/audit/rules.d/50-locksmith.rules"
+SHM = "/dev/shm"  # noqa: S108 - the mount point under test, not a temporary file
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(SCENARIO)))
+
+
+def _playbook(*args, timeout=900):
+    """Run ansible-playbook against the scenario's inventory; return the finished process."""
+    return subprocess.run(
+        ["ansible-playbook", "--inventory", os.environ["MOLECULE_INVENTORY_FILE"], *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        timeout=timeout,
+    )
+
+
+def _as_deploy_over_ssh(host, command):
+    """Log in as deploy with its key over sshd (PAM account and session stacks included) and run command."""
+    return host.run(
+        "runuser -u deploy -- ssh -i /home/deploy/.ssh/id_ed25519 -o BatchMode=yes "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null deploy@127.0.0.1 %s",
+        command,
+    )
+
+
+def test_sysctls_are_persisted_without_turning_forwarding_off(host):
+    settings = {}
+    for line in host.file(SYSCTL_FILE).content_string.splitlines():
+        if line and not line.startswith("#"):
+            key, _sep, value = line.partition("=")
+            settings[key] = value
+    assert settings["kernel.kptr_restrict"] == "2"
+    assert settings["fs.protected_regular"] == "2"
+    assert settings["fs.suid_dumpable"] == "0"
+    assert settings["net.ipv4.conf.all.rp_filter"] == "1"
+    assert not [key for key in settings if "forwarding" in key or key.endswith("ip_forward")]
+    # systemd-sysctl accepts the file (it applies it at boot); in the container it cannot write.
+    assert "Ignoring invalid" not in host.run("/lib/systemd/systemd-sysctl --cat-config").stderr
+
+
+def test_skipped_controls_are_reported_with_a_reason_and_check_mode_changes_nothing():
+    # The shared converge includes the role dynamically, so --tags would skip it: switch the other controls off.
+    others = ["modules", "login_defs", "pwquality", "core_dumps", "shell", "permissions", "sudo_log", "upgrades"]
+    others += ["legacy_packages", "banner", "tools", "shm", "compilers"]
+    run = _playbook(
+        "--check",
+        "--extra-vars",
+        json.dumps({f"os_hardening_{name}_enabled": False for name in others}),
+        os.path.join(PROJECT, "molecule", "_shared", "converge.yml"),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = " ".join(run.stdout.split())
+    assert "sysctl live apply (dev, fs, kernel, net): /proc/sys is read-only here" in out
+    assert "auditd service: no audit subsystem" in out
+    assert "changed=0" in out
+
+
+def test_modules_are_blocked(host):
+    lines = host.file("/etc/modprobe.d/locksmith-hardening.conf").content_string.splitlines()
+    for module in ("usb-storage", "cramfs", "dccp", "sctp", "firewire-core"):
+        assert f"install {module} /bin/false" in lines
+        assert f"blacklist {module}" in lines
+    assert not [line for line in lines if "vfat" in line or "squashfs" in line]
+
+
+def test_new_accounts_get_ageing_and_a_private_umask(host):
+    host.run_expect([0, 9], "useradd --create-home --shell /bin/bash agingprobe")
+    chage = host.check_output("chage -l agingprobe")
+    assert "Maximum number of days between password change\t\t: 365" in chage
+    assert "Minimum number of days between password change\t\t: 1" in chage
+    assert host.check_output("runuser -l agingprobe -c umask") == "0027"
+    assert host.file("/home/agingprobe").mode == 0o750
+
+
+def test_weak_passwords_are_refused_and_strong_ones_accepted(host):
+    host.run_expect([0, 9], "useradd pwprobe")
+    weak = host.run("echo 'pwprobe:password1' | chpasswd")
+    assert weak.rc != 0
+    assert "BAD PASSWORD" in weak.stderr
+    assert host.run("echo 'pwprobe:Vq7#tLm2-xR9!kWp' | chpasswd").rc == 0
+
+
+def test_key_login_and_passwordless_sudo_still_work(host):
+    login = _as_deploy_over_ssh(host, "sudo -n id -u")
+    assert login.rc == 0, login.stderr
+    assert login.stdout.strip() == "0"
+    assert "deploy" in host.file("/var/log/sudo.log").content_string
+    assert host.run("visudo -c").rc == 0
+
+
+def test_login_shells_have_no_core_dumps_a_timeout_and_umask(host):
+    # A login shell, as people get: /etc/profile and /etc/profile.d/ are read.
+    script = "ulimit -c; ulimit -Hc; echo $TMOUT; umask; (TMOUT=5) || echo readonly"
+    login = _as_deploy_over_ssh(host, f"bash -lc '{script}'")
+    assert login.rc == 0, login.stderr
+    assert login.stdout.split()[:4] == ["0", "0", "600", "0027"]
+    assert "readonly" in login.stdout
+    coredump = host.check_output("systemd-analyze cat-config systemd/coredump.conf")
+    assert "Storage=none" in coredump
+    assert "ProcessSizeMax=0" in coredump
+
+
+@pytest.mark.parametrize(
+    ("path", "owner", "group", "mode"),
+    [
+        ("/etc/shadow", "root", "shadow", 0o640),
+        ("/etc/gshadow", "root", "shadow", 0o640),
+        ("/etc/crontab", "root", "root", 0o600),
+        ("/etc/ssh/sshd_config", "root", "root", 0o600),
+        ("/etc/ssh/ssh_host_ed25519_key", "root", "root", 0o600),
+    ],
+)
+def test_sensitive_files_are_restricted(host, path, owner, group, mode):
+    f = host.file(path)
+    if not f.exists:
+        pytest.skip(f"{path} does not exist in this image")
+    assert (f.user, f.group, f.mode) == (owner, group, mode)
+
+
+def test_cron_directories_are_closed_to_other_users(host):
+    for name in ("cron.d", "cron.daily", "cron.weekly", "cron.monthly"):
+        d = host.file(f"/etc/{name}")
+        if d.exists:
+            assert d.mode == 0o700, name
+    assert host.run("runuser -u deploy -- ls /etc/cron.daily").rc != 0
+
+
+def test_audit_rules_are_written_and_auditd_does_not_degrade_the_host(host):
+    rules = host.file(AUDIT_RULES).content_string.splitlines()
+    for rule in (
+        "-w /etc/shadow -p wa -k identity",
+        "-w /etc/sudoers -p wa -k sudoers",
+        "-w /etc/ssh/sshd_config -p wa -k sshd",
+        "-w /etc/localtime -p wa -k time-change",
+    ):
+        assert rule in rules
+    # augenrules merged the fragment into the rules auditd loads when it starts.
+    assert "-w /etc/gshadow -p wa -k identity" in host.file("/etc/audit/audit.rules").content_string
+    assert host.run("auditctl -s").rc != 0  # no audit subsystem in this container
+    assert host.run("systemctl is-enabled auditd").stdout.strip() == "disabled"
+    assert host.run("systemctl is-failed auditd").rc != 0
+    assert host.run("systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_only_security_updates_install_unattended(host):
+    dump = host.check_output("apt-config dump Unattended-Upgrade::Origins-Pattern")
+    patterns = [line for line in dump.splitlines() if line.startswith("Unattended-Upgrade::Origins-Pattern:: ")]
+    assert patterns
+    assert all("label=Debian-Security" in line for line in patterns)
+    periodic = host.check_output("apt-config dump APT::Periodic")
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
+    assert host.service("unattended-upgrades").is_enabled
+
+
+def test_legacy_packages_are_removed(host):
+    assert not host.package("inetutils-telnet").is_installed
+    assert host.run("command -v telnet").rc != 0
+
+
+def test_banner_and_tools(host):
+    for path in ("/etc/issue", "/etc/issue.net"):
+        assert "Authorized access only" in host.file(path).content_string
+    for package in ("debsums", "needrestart", "rkhunter", "libpam-tmpdir", "libpam-pwquality"):
+        assert host.package(package).is_installed, package
+    assert 'CRON_DAILY_RUN="true"' in host.file("/etc/default/rkhunter").content_string
+    assert "pam_pwquality.so" in host.file("/etc/pam.d/common-password").content_string
+    assert "pam_pwquality" not in host.file("/etc/pam.d/common-auth").content_string
+
+
+def test_shared_memory_is_noexec(host):
+    options = host.check_output("findmnt -no OPTIONS %s", SHM).split(",")
+    assert {"nosuid", "nodev", "noexec"} <= set(options)
+    fstab = host.file("/etc/fstab").content_string.splitlines()
+    assert any(line.split()[:2] == ["tmpfs", SHM] for line in fstab)
+
+
+def test_lynis_index_rises(host):
+    before = json.loads(host.file("/var/lib/locksmith/lynis/before/summary.json").content_string)
+    run = _playbook(os.path.join(SCENARIO, "tests", "lynis_after.yml"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    after = json.loads(host.file("/var/lib/locksmith/lynis/after/summary.json").content_string)
+    print(f"Lynis hardening index: before {before['hardening_index']}, after {after['hardening_index']}")
+    # Measured +12 (59 -> 71) in this container; most missing points are not applicable here (docs/hardening.md).
+    assert after["hardening_index"] >= before["hardening_index"] + 10
