@@ -92,6 +92,7 @@ def backup_argument_spec():
         work_dir=dict(type="path"),
         metrics_dir=dict(type="path"),
         rpo_target_seconds=dict(type="int", default=93600),
+        exact_row_counts=dict(type="bool", default=False),
     )
     return spec
 
@@ -134,6 +135,8 @@ class BackupJob:
         self.compression = plan_compression(params.get("compression") or "zstd:3", major)
         self.facts = {}
         self.existing = {}
+        self.row_counts = {}
+        self._snapshot = None
 
     # reads -------------------------------------------------------------------------------------
     def _query(self, conn, text, params=None):
@@ -205,6 +208,8 @@ class BackupJob:
     # the dump ----------------------------------------------------------------------------------
     def _dump_args(self, fmt):
         args = [self.pg_dump, "--format=%s" % fmt, "--no-password", *self.compression["pg_dump_args"]]
+        if self._snapshot:
+            args.append("--snapshot=%s" % self._snapshot)
         p = self.params
         if p.get("schemas") or p.get("tables"):
             args.append("--strict-names")
@@ -225,6 +230,27 @@ class BackupJob:
         finally:
             conn.close()
         return {"%s.%s" % (r["schema"], r["name"]): (r["rows"] if r["rows"] >= 0 else None) for r in rows}
+
+    def _exact_counts(self, database):
+        """(open connection, exported snapshot, {table: count(*)}): pg_dump then dumps that same snapshot.
+
+        The transaction must stay open until pg_dump has imported the snapshot; the caller closes it.
+        """
+        conn = _postgres.connect(self.params, database)
+        try:
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            snapshot = self._query(conn, "SELECT pg_export_snapshot() AS s")[0]["s"]
+            counts = {}
+            for row in self._query(conn, _ROW_ESTIMATES):
+                statement = _postgres.sql.SQL("SELECT count(*) AS n FROM {}").format(
+                    _postgres.identifier(row["schema"], row["name"])
+                )
+                self.queries.append(_postgres.rendered(conn, statement))
+                counts["%s.%s" % (row["schema"], row["name"])] = _postgres.fetch_all(conn, statement)[0]["n"]
+        except BaseException:
+            conn.close()
+            raise
+        return conn, snapshot, counts
 
     def _wal_lsn(self):
         conn = _postgres.connect(self.params, self.facts["databases"][0] if self.facts["databases"] else "postgres")
@@ -370,7 +396,15 @@ class BackupJob:
                 artefacts.append(self._dump_globals(writers))
             for database in self.facts["databases"]:
                 estimates[database] = self._row_estimates(database)
-                artefacts.extend(self._dump_database(database, writers))
+                if not self.params.get("exact_row_counts"):
+                    artefacts.extend(self._dump_database(database, writers))
+                    continue
+                conn, self._snapshot, self.row_counts[database] = self._exact_counts(database)
+                try:
+                    artefacts.extend(self._dump_database(database, writers))
+                finally:
+                    self._snapshot = None
+                    conn.close()
         except BaseException:
             for writer in writers.values():
                 writer.abort()
@@ -454,6 +488,8 @@ class BackupJob:
                 k: list(self.params.get(k) or []) for k in ("schemas", "exclude_schemas", "tables", "exclude_tables")
             },
             "artefacts": artefacts,
+            # Only with exact_row_counts, so manifests without the option stay as they were.
+            **({"row_counts": self.row_counts} if self.row_counts else {}),
         }
 
 

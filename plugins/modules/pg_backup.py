@@ -141,6 +141,16 @@ options:
     type: int
     default: 93600
     version_added: 0.1.0
+  exact_row_counts:
+    description:
+      - Also record each table's exact C(count(*)) in the manifest as C(row_counts), taken in a
+        repeatable-read transaction whose snapshot C(pg_dump --snapshot) then dumps, so the counts are
+        exactly what the dump holds. M(locksmith.ops.pg_backup_restore) compares restored tables with them.
+      - Reads every table once more (a sequential scan each); off by default, when only the
+        C(pg_class.reltuples) estimates are recorded.
+    type: bool
+    default: false
+    version_added: 0.1.0
 extends_documentation_fragment:
   - locksmith.ops.attributes
   - locksmith.ops.attributes.ALL

@@ -1,0 +1,403 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""Restoring a pg_backup backup: choose it, fetch and check it, decrypt it, pg_restore it, time each phase.
+
+The phases run one after the other on files in a work directory, so each is timed on its own (the
+drill's RTO breakdown) and a corrupt artefact is caught by its SHA-256 before any database is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess  # nosec B404 - runs pg_restore/pg_dump with argv lists, never a shell
+import tempfile
+import time
+from contextlib import contextmanager
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
+from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import artefact_suffixes, plain_chunks
+from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
+from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import READ_SIZE, dump_env, stream_command
+from ansible_collections.locksmith.ops.plugins.module_utils._storage import ALL_DATABASES_LABEL, storage_argument_spec
+
+MODES = ["drill", "recover", "tables", "pitr"]
+PHASES = ("fetch", "decrypt", "restore", "verify")
+CONFIRM_TEXT = "I understand this overwrites %s"
+COMPARISONS = {
+    "eq": lambda a, e: a == e,
+    "ne": lambda a, e: a != e,
+    "ge": lambda a, e: a >= e,
+    "gt": lambda a, e: a > e,
+    "le": lambda a, e: a <= e,
+    "lt": lambda a, e: a < e,
+}
+_USER_RELATIONS = (
+    "SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'"
+)
+# `pg_restore --list` lines: "<id>; <oid> <oid> <TYPE words> <schema|-> <name> <owner>"
+_OWNED = ("TABLE", "SCHEMA", "SEQUENCE", "VIEW", "TYPE", "DOMAIN")
+_TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
+
+
+class RestoreError(LocksmithError):
+    """A backup could not be chosen, fetched, decrypted, restored or verified."""
+
+
+def restore_argument_spec():
+    """pg_backup_restore's options: connection and destination fragments plus its own."""
+    spec = _postgres.postgres_argument_spec()
+    spec.update(storage_argument_spec())
+    spec.update(
+        mode=dict(type="str", default="drill", choices=MODES),
+        database=dict(type="str", required=True),
+        backup_id=dict(type="str"),
+        target_database=dict(type="str"),
+        confirm=dict(type="str", default=""),
+        allow_nonempty=dict(type="bool", default=False),
+        safety_backup_dir=dict(type="path"),
+        tables=dict(type="list", elements="str", default=[]),
+        target_schema=dict(type="str"),
+        assertions=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                name=dict(type="str", required=True),
+                sql=dict(type="str", required=True),
+                expected=dict(type="raw", required=True),
+                compare=dict(type="str", default="eq", choices=sorted(COMPARISONS)),
+            ),
+        ),
+        extensions=dict(type="list", elements="str", default=[]),
+        roles=dict(type="list", elements="str", default=[]),
+        check_row_counts=dict(type="bool", default=True),
+        row_count_tolerance=dict(type="float", default=0.1),
+        no_owner=dict(type="bool", default=False),
+        jobs=dict(type="int", default=1),
+        keep_scratch=dict(type="bool", default=False),
+        encryption_key=dict(type="str", no_log=True),
+        encryption_key_file=dict(type="path", no_log=False),
+        pg_bin_dir=dict(type="path"),
+        work_dir=dict(type="path"),
+        report_dir=dict(type="path"),
+        metrics_dir=dict(type="path"),
+        rto_target_seconds=dict(type="int", default=1800),
+        rpo_target_seconds=dict(type="int", default=86400),
+        fail_on_missed_targets=dict(type="bool", default=True),
+    )
+    from ansible_collections.locksmith.ops.plugins.module_utils._pitr import pitr_argument_spec
+
+    spec.update(pitr_argument_spec())
+    return spec
+
+
+class Phases:
+    """Wall time per phase; phases run in sequence so the sum is the restore's RTO before cleanup."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.seconds = {name: 0.0 for name in PHASES}
+
+    @contextmanager
+    def timed(self, name):
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + self.clock() - started, 3)
+
+
+def confirm_text(target):
+    """The exact sentence recover mode requires in ``confirm``."""
+    return CONFIRM_TEXT % target
+
+
+def scratch_name(database, backup_id, mode):
+    """A scratch database name: recognisable, unique per backup, at most 63 bytes."""
+    tag = hashlib.sha256(("%s/%s/%s" % (database, backup_id, time.time())).encode()).hexdigest()[:6]
+    prefix = "drill" if mode == "drill" else "restore"
+    return "%s_%s_%s" % (prefix, database[:40], tag)
+
+
+def choose_backup(destinations, label, backup_id=None, stat_check=True):
+    """(entry, skipped): the named backup, or the newest complete one whose artefacts pass the metadata check.
+
+    ``skipped`` lists newer backups passed over, with why, so the report shows what was not restorable.
+    """
+    if label == ALL_DATABASES_LABEL:
+        raise RestoreError(
+            "database 'all-databases': restoring an all-databases backup is not supported yet; "
+            "back up and restore each database on its own",
+            option="database",
+        )
+    candidates = []
+    for destination in destinations:
+        destination.check_access(False)
+        candidates.extend(destination.list_backups(label))
+    if backup_id:
+        candidates = [e for e in candidates if e.backup_id == backup_id]
+        if not candidates:
+            raise RestoreError(
+                "backup_id '%s' of '%s' is at no destination; list them with locksmith.ops.pg_backup_info"
+                % (backup_id, label),
+                option="backup_id",
+            )
+    skipped = []
+    for entry in sorted(candidates, key=lambda e: e.sort_key, reverse=True):
+        if not entry.complete:
+            skipped.append({"id": entry.backup_id, "destination": entry.destination.name, "reason": "incomplete"})
+            continue
+        problems = metadata_problems(entry) if stat_check else []
+        if problems:
+            skipped.append(
+                {"id": entry.backup_id, "destination": entry.destination.name, "reason": "; ".join(problems)}
+            )
+            continue
+        return entry, skipped
+    raise RestoreError(
+        "no complete, intact backup of '%s'%s at any destination (%s); take one with locksmith.ops.pg_backup"
+        % (
+            label,
+            " with id '%s'" % backup_id if backup_id else "",
+            "; ".join("%s %s: %s" % (s["destination"], s["id"], s["reason"]) for s in skipped) or "none found",
+        ),
+        skipped=skipped,
+    )
+
+
+def metadata_problems(entry):
+    """Missing artefacts, wrong sizes or S3 stored checksums, from metadata only."""
+    problems = []
+    for artefact in entry.manifest.get("artefacts", []):
+        stat = entry.destination.stat(entry.label, entry.backup_id, artefact["name"])
+        if stat is None:
+            problems.append("%s: missing" % artefact["name"])
+        elif stat["size"] != artefact["size_bytes"]:
+            problems.append("%s: size %d, manifest says %d" % (artefact["name"], stat["size"], artefact["size_bytes"]))
+        elif stat.get("checksum") and artefact.get("s3_checksum_sha256"):
+            if stat["checksum"] != artefact["s3_checksum_sha256"]:
+                problems.append("%s: stored checksum differs from the manifest" % artefact["name"])
+    return problems
+
+
+def dump_artefacts(entry):
+    """The manifest's dump artefacts, in name order (directory format has one per file)."""
+    artefacts = [a for a in entry.manifest.get("artefacts", []) if a.get("kind") == "dump"]
+    if not artefacts:
+        raise RestoreError("backup %s has no dump artefact in its manifest; it cannot be restored" % entry.backup_id)
+    return sorted(artefacts, key=lambda a: a["name"])
+
+
+def fetch(entry, fetched_dir):
+    """Copy every dump artefact into ``fetched_dir``, hashing on the way; raise on a size or SHA-256 mismatch."""
+    checks = []
+    for artefact in dump_artefacts(entry):
+        path = os.path.join(fetched_dir, artefact["name"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        with open(path, "wb") as handle:
+            for chunk in entry.destination.read_chunks(entry.label, entry.backup_id, artefact["name"]):
+                digest.update(chunk)
+                size += len(chunk)
+                handle.write(chunk)
+        ok = digest.hexdigest() == artefact["sha256"] and size == artefact["size_bytes"]
+        checks.append(
+            {
+                "check": "checksum",
+                "subject": artefact["name"],
+                "expected": artefact["sha256"],
+                "actual": digest.hexdigest(),
+                "ok": ok,
+            }
+        )
+        if not ok:
+            raise RestoreError(
+                "backup %s at %s: artefact '%s' is corrupt: sha256 %s (%d bytes), manifest says %s (%d bytes); "
+                "nothing was restored; restore another backup (backup_id) or repair the copy"
+                % (
+                    entry.backup_id,
+                    entry.destination.name,
+                    artefact["name"],
+                    digest.hexdigest(),
+                    size,
+                    artefact["sha256"],
+                    artefact["size_bytes"],
+                ),
+                checks=checks,
+            )
+    return checks
+
+
+class _FetchedCopy:
+    """The fetched files seen as a destination, so _backup_verify.plain_chunks decrypts them."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def read_chunks(self, label, backup_id, name):
+        with open(os.path.join(self.root, name), "rb") as handle:
+            yield from iter(lambda: handle.read(READ_SIZE), b"")
+
+
+def decrypt(entry, fetched_dir, plain_dir, key):
+    """Decrypt and decompress the fetched artefacts into ``plain_dir``; returns the path pg_restore reads."""
+    copy = _FetchedCopy(fetched_dir)
+    artefacts = dump_artefacts(entry)
+    for artefact in artefacts:
+        source = os.path.join(fetched_dir, artefact["name"])
+        target = os.path.join(plain_dir, artefact["plain_name"])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not artefact_suffixes(artefact):
+            os.replace(source, target)  # stored as pg_dump wrote it: nothing to undo
+            continue
+        try:
+            with open(target, "wb") as handle:
+                for chunk in plain_chunks(copy, entry.label, entry.backup_id, artefact, key):
+                    handle.write(chunk)
+        except LocksmithError as err:
+            raise RestoreError("artefact '%s': %s" % (artefact["name"], err), option="encryption_key") from err
+        except Exception as err:  # a bad stream raises library errors of many kinds
+            raise RestoreError(
+                "artefact '%s' cannot be decrypted or decompressed (%s); the key may be wrong "
+                "(manifest key_id %s) or the artefact damaged"
+                % (artefact["name"], err, (entry.manifest.get("encryption") or {}).get("key_id")),
+                option="encryption_key",
+            ) from err
+        os.unlink(source)
+    first = artefacts[0]["plain_name"]
+    if "/" in first:
+        return os.path.join(plain_dir, first.split("/", 1)[0])
+    return os.path.join(plain_dir, first)
+
+
+def toc(pg_restore, plain_path):
+    """Extensions, owners and tables named in the archive's table of contents (`pg_restore --list`)."""
+    proc = subprocess.run(  # noqa: S603 # nosec B603
+        [pg_restore, "--list", plain_path], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RestoreError("pg_restore --list '%s' failed: %s" % (plain_path, proc.stderr.strip()))
+    return parse_toc(proc.stdout)
+
+
+def parse_toc(text):
+    """{'extensions': [...], 'owners': [...], 'tables': ['schema.table', ...]} from a --list listing."""
+    extensions, owners, tables = set(), set(), set()
+    for line in text.splitlines():
+        match = _TOC_LINE.match(line.strip())
+        if not match:
+            continue
+        words = match.group("rest").split()
+        if words[0] == "EXTENSION" and len(words) >= 3:
+            extensions.add(words[2])
+        elif words[0] in _OWNED and len(words) == 4:
+            owners.add(words[3])
+            if words[0] == "TABLE":
+                tables.add("%s.%s" % (words[1], words[2]))
+    return {"extensions": sorted(extensions), "owners": sorted(owners), "tables": sorted(tables)}
+
+
+# ---- databases ----------------------------------------------------------------------------------
+class Server:
+    """The PostgreSQL server restored into; every statement goes into executed_queries."""
+
+    def __init__(self, params):
+        self.params = params
+        self.queries = []
+
+    def run(self, dbname, statement, args=None, rows=False):
+        conn = _postgres.connect(self.params, dbname, autocommit=True)
+        try:
+            self.queries.append(_postgres.rendered(conn, statement))
+            if rows:
+                return _postgres.fetch_all(conn, statement, args)
+            with conn.cursor() as cur:
+                cur.execute(statement, args)
+            return None
+        finally:
+            conn.close()
+
+    def database_exists(self, name):
+        found = self.run("postgres", "SELECT 1 AS one FROM pg_database WHERE datname = %s", (name,), rows=True)
+        return bool(found)
+
+    def user_relations(self, name):
+        return self.run(name, _USER_RELATIONS, rows=True)[0]["n"]
+
+    def table_exists(self, dbname, schema, table):
+        found = self.run(
+            dbname,
+            "SELECT 1 AS one FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+            (schema, table),
+            rows=True,
+        )
+        return bool(found)
+
+    def create_database(self, name):
+        self.run("postgres", _sql().SQL("CREATE DATABASE {}").format(_postgres.identifier(name)))
+
+    def drop_database(self, name):
+        self.run("postgres", _sql().SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_postgres.identifier(name)))
+
+
+def _sql():
+    from psycopg2 import sql
+
+    return sql
+
+
+def pg_restore_argv(pg_restore, target, plain_path, params, schema=None, tables=()):
+    """pg_restore arguments: restore into ``target``; stop at the first error so nothing half-restored passes."""
+    argv = [pg_restore, "--no-password", "--exit-on-error", "--dbname=%s" % target]
+    if params.get("no_owner"):
+        argv += ["--no-owner", "--no-acl"]
+    if params.get("jobs", 1) > 1 and not tables:
+        argv.append("--jobs=%d" % params["jobs"])
+    if schema:
+        argv.append("--schema=%s" % schema)
+    for table in tables:
+        argv.append("--table=%s" % table)
+    argv.append(plain_path)
+    return argv
+
+
+def run_pg_restore(argv, params, target, describe):
+    """Run pg_restore; any error line fails it (stream_command's rule)."""
+    stream_command(argv, dump_env(params, target), lambda data: True, describe)
+
+
+def tables_by_schema(tables):
+    """{'schema': ['table', ...]} from 'schema.table' / 'table' entries, validated."""
+    grouped = {}
+    for index, name in enumerate(tables):
+        schema, table = _postgres.split_qualified(name, "tables[%d]" % index)
+        grouped.setdefault(schema, []).append(table)
+    return grouped
+
+
+def make_work_dir(work_dir):
+    """A private directory for fetched and plain files; removed by the caller."""
+    try:
+        return tempfile.mkdtemp(prefix=".locksmith-restore-", dir=work_dir)
+    except OSError as err:
+        raise RestoreError(
+            "work_dir '%s' cannot hold the restore files (%s); create it or choose one with room for twice "
+            "the backup's size" % (work_dir or tempfile.gettempdir(), err.strerror),
+            option="work_dir",
+        ) from err
+
+
+def remove_tree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def entry_age(entry, now):
+    """RPO: seconds between the backup's end and ``now``."""
+    return round(now - entry.ended, 3)

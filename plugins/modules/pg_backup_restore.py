@@ -1,0 +1,402 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_backup_restore
+short_description: Restore a pg_backup backup, verify it against its manifest, and measure RTO and RPO
+version_added: 0.1.0
+description:
+  - Restores a backup written by M(locksmith.ops.pg_backup) from any of its destinations (local, S3) and
+    proves it. O(mode=drill) restores into a new scratch database and drops it afterwards; O(mode=recover)
+    replaces a production database behind interlocks; O(mode=tables) restores chosen tables only.
+  - The backup is the O(backup_id) given, or the newest complete one whose artefacts pass the metadata
+    check (size, S3 stored checksum); newer incomplete or damaged backups are skipped and reported.
+  - Phases run in sequence and are timed. V(fetch) copies the artefacts into O(work_dir) and checks each
+    one's SHA-256 and size against the manifest, so a corrupt backup fails before any database is
+    touched; V(decrypt) decrypts and decompresses; V(restore) runs C(pg_restore --exit-on-error);
+    V(verify) compares each table's C(count(*)) with the manifest (exact counts when the manifest has
+    C(row_counts), else the C(reltuples) estimates within O(row_count_tolerance)), runs O(assertions),
+    and checks that the extensions and owner roles in the archive (plus O(extensions), O(roles)) exist.
+  - RTO is the wall time from the start to the verified restore; RPO is the age of the restored backup
+    at the start. Both are compared with O(rto_target_seconds) and O(rpo_target_seconds).
+  - Any failed check fails the module, after the report (O(report_dir)) and, for drills, the
+    C(locksmith_drill_*) metrics (O(metrics_dir)) are written.
+  - Never touched, by any mode, the backups and other databases; a drill never writes to an existing
+    database; O(mode=recover) touches only O(target_database), after a safety backup.
+options:
+  mode:
+    description:
+      - V(drill) restores into a new scratch database (O(target_database), default C(drill_<database>_<hex>)),
+        verifies, reports, and drops it unless O(keep_scratch).
+      - V(recover) drops and re-creates O(target_database) (default O(database)) from the backup. It needs
+        O(confirm), refuses a non-empty target unless O(allow_nonempty), and takes a safety backup of an
+        existing target into O(safety_backup_dir) first.
+      - V(tables) restores O(tables) into O(target_database) (default O(database)), in their own schema or
+        in O(target_schema). It restores table definitions and data, not indexes or constraints.
+      - V(pitr) runs C(pgbackrest restore) of O(pgbackrest_stanza) to O(pitr_target_type) into the new, empty
+        O(pitr_data_dir), starts it on O(pitr_port) with archiving off, waits for promotion, then runs
+        O(assertions) in O(database) there. O(destinations) are not read (give V([])).
+    type: str
+    default: drill
+    choices: [drill, recover, tables, pitr]
+    version_added: 0.1.0
+  database:
+    description: The database whose backups are restored (the backup label). A plain identifier.
+    type: str
+    required: true
+    version_added: 0.1.0
+  backup_id:
+    description: Restore this backup. The newest complete, intact one when omitted.
+    type: str
+    version_added: 0.1.0
+  target_database:
+    description:
+      - Where to restore. For O(mode=drill) it must not exist yet.
+    type: str
+    version_added: 0.1.0
+  confirm:
+    description:
+      - For O(mode=recover), exactly C(I understand this overwrites <target_database>).
+    type: str
+    default: ""
+    version_added: 0.1.0
+  allow_nonempty:
+    description:
+      - O(mode=recover) replaces a target database that holds tables; O(mode=tables) replaces tables that exist.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  safety_backup_dir:
+    description:
+      - Local directory for the safety backup M(locksmith.ops.pg_backup) takes of an existing target before
+        O(mode=recover) drops it. Required then; created with mode 0700 if missing.
+    type: path
+    version_added: 0.1.0
+  tables:
+    description: For O(mode=tables), C(schema.table) or C(table) (schema C(public)) names.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.1.0
+  target_schema:
+    description: For O(mode=tables), the schema to restore the tables into; their own schema when omitted.
+    type: str
+    version_added: 0.1.0
+  assertions:
+    description:
+      - SQL checks run in a read-only transaction on the restored database; the first column of the first row
+        is compared with C(expected) (as numbers when both are numeric, else as text).
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.1.0
+    suboptions:
+      name:
+        description: Name shown in the report.
+        type: str
+        required: true
+        version_added: 0.1.0
+      sql:
+        description: One read-only statement returning a value.
+        type: str
+        required: true
+        version_added: 0.1.0
+      expected:
+        description: The expected value.
+        type: raw
+        required: true
+        version_added: 0.1.0
+      compare:
+        description: How the actual value compares with C(expected) (C(ge) is actual >= expected).
+        type: str
+        default: eq
+        choices: [eq, ge, gt, le, lt, ne]
+        version_added: 0.1.0
+  extensions:
+    description: Extensions that must exist in the restored database, beyond those named in the archive.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.1.0
+  roles:
+    description: Roles that must exist on the server, beyond the archive's object owners.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.1.0
+  check_row_counts:
+    description: Compare each restored table's row count with the manifest.
+    type: bool
+    default: true
+    version_added: 0.1.0
+  row_count_tolerance:
+    description:
+      - Allowed relative difference when the manifest holds only C(reltuples) estimates (at least 10 rows).
+        Exact counts in the manifest must match exactly.
+    type: float
+    default: 0.1
+    version_added: 0.1.0
+  no_owner:
+    description:
+      - Restore without ownership and privileges (C(pg_restore --no-owner --no-acl)), for a host without the roles.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  jobs:
+    description: Parallel C(pg_restore) jobs (whole-database modes).
+    type: int
+    default: 1
+    version_added: 0.1.0
+  keep_scratch:
+    description: Keep the drill's scratch database for inspection instead of dropping it.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  encryption_key:
+    description: Key of encrypted backups (32 bytes raw, 64 hex characters or base64).
+    type: str
+    version_added: 0.1.0
+  encryption_key_file:
+    description: File holding the key; mutually exclusive with O(encryption_key).
+    type: path
+    version_added: 0.1.0
+  pg_bin_dir:
+    description: Directory of C(pg_restore) and C(pg_dump); found on C(PATH) when omitted.
+    type: path
+    version_added: 0.1.0
+  work_dir:
+    description:
+      - Directory for the fetched and decrypted files (about twice the backup's size).
+      - The system temporary directory when omitted.
+    type: path
+    version_added: 0.1.0
+  report_dir:
+    description: Write C(<database>-<mode>-<UTC time>.json) and C(.md) reports here.
+    type: path
+    version_added: 0.1.0
+  metrics_dir:
+    description: node_exporter textfile directory for C(locksmith_drill_<database>.prom) (drills only).
+    type: path
+    version_added: 0.1.0
+  rto_target_seconds:
+    description: RTO target; a slower verified restore misses it.
+    type: int
+    default: 1800
+    version_added: 0.1.0
+  rpo_target_seconds:
+    description: RPO target; an older restored backup misses it.
+    type: int
+    default: 86400
+    version_added: 0.1.0
+  fail_on_missed_targets:
+    description: Fail when a verified restore misses its RTO or RPO target.
+    type: bool
+    default: true
+    version_added: 0.1.0
+  pgbackrest_stanza:
+    description: For O(mode=pitr), the pgBackRest stanza to restore.
+    type: str
+    version_added: 0.1.0
+  pgbackrest_config:
+    description: For O(mode=pitr), the pgBackRest configuration file; pgBackRest's default when omitted.
+    type: path
+    version_added: 0.1.0
+  pitr_target_type:
+    description: For O(mode=pitr), recover to the end of the backup (V(immediate)), a time or an LSN.
+    type: str
+    default: immediate
+    choices: [immediate, time, lsn]
+    version_added: 0.1.0
+  pitr_target:
+    description: For O(mode=pitr), the timestamp (with time zone) or LSN to recover to.
+    type: str
+    version_added: 0.1.0
+  pitr_data_dir:
+    description: For O(mode=pitr), the new data directory; it must not exist or be empty.
+    type: path
+    version_added: 0.1.0
+  pitr_port:
+    description: For O(mode=pitr), the port the restored server listens on.
+    type: int
+    default: 5433
+    version_added: 0.1.0
+extends_documentation_fragment:
+  - locksmith.ops.attributes
+  - locksmith.ops.postgres
+  - locksmith.ops.storage
+attributes:
+  check_mode:
+    support: full
+    details: Chooses the backup and checks every interlock; restores nothing.
+  diff_mode:
+    support: full
+  idempotent:
+    support: none
+    details: A restore is an action; every real run restores and reports again.
+requirements:
+  - psycopg2; boto3 for S3 destinations; zstandard and cryptography for compressed or encrypted backups
+author:
+  - locksmith.ops contributors (@locksmith-ops)
+"""
+
+EXAMPLES = r"""
+- name: Weekly drill of the newest app backup in S3
+  locksmith.ops.pg_backup_restore:
+    database: app
+    destinations:
+      - type: s3
+        bucket: acme-backups-eu-west-1
+        region: eu-west-1
+    encryption_key: "{{ lookup('community.hashi_vault.vault_kv2_get', 'backup/key').secret.key }}"
+    assertions:
+      - {name: workflows present, sql: "SELECT count(*) FROM workflows", expected: 1000, compare: ge}
+    report_dir: /var/lib/locksmith/drills
+    metrics_dir: /var/lib/prometheus/node-exporter
+
+- name: Recover app from a named backup (check first with --check)
+  locksmith.ops.pg_backup_restore:
+    mode: recover
+    database: app
+    backup_id: 20261127T020000Z-1a2b
+    confirm: I understand this overwrites app
+    allow_nonempty: true
+    safety_backup_dir: /var/backups/postgresql/pre-restore
+    destinations:
+      - type: local
+        path: /var/backups/postgresql
+
+- name: Bring back one table beside the live one
+  locksmith.ops.pg_backup_restore:
+    mode: tables
+    database: app
+    tables: [public.workflows]
+    target_schema: restored
+    destinations:
+      - type: local
+        path: /var/backups/postgresql
+"""
+
+RETURN = r"""
+restore:
+  description: What was (or, in check mode, would be) restored from where into where.
+  returned: always
+  type: dict
+  sample: {mode: drill, id: 20261127T020000Z-1a2b, source: "destinations[0] local:/var/backups/postgresql",
+           location: /var/backups/postgresql/app/20261127T020000Z-1a2b, backup_ended_at: "2026-11-27T02:00:09Z",
+           target_database: drill_app_3f2a9c, target_exists: false, skipped: []}
+report:
+  description: The drill report, also written to O(report_dir); on failure returned with the error.
+  returned: when not in check mode
+  type: dict
+  sample: {mode: drill, database: app, backup_id: 20261127T020000Z-1a2b, verified: true, passed: true,
+           phases: {fetch: 1.2, decrypt: 0.8, restore: 6.1, verify: 0.3}, rto_seconds: 8.6, rto_target_seconds: 1800,
+           rto_met: true, rpo_seconds: 3600, rpo_target_seconds: 86400, rpo_met: true,
+           checks: [{check: row_count, subject: public.users, expected: 5000, actual: 5000, ok: true}],
+           cleanup: {dropped: drill_app_3f2a9c}, errors: []}
+report_files:
+  description: Paths of the JSON and Markdown reports.
+  returned: when report_dir is set and not in check mode
+  type: dict
+  sample:
+    json: /var/lib/locksmith/drills/app-drill-20261127T030000Z.json
+    markdown: /var/lib/locksmith/drills/app-drill-20261127T030000Z.md
+metrics_file:
+  description: The textfile written for a drill when O(metrics_dir) is set.
+  returned: when metrics_dir is set, mode=drill, not in check mode
+  type: str
+  sample: /var/lib/prometheus/node-exporter/locksmith_drill_app.prom
+safety_backup:
+  description: The safety backup taken before O(mode=recover) replaced an existing database.
+  returned: mode=recover when the target existed
+  type: dict
+  sample: {id: 20261127T030000Z-9c1d, location: /var/backups/postgresql/pre-restore/app/20261127T030000Z-9c1d}
+executed_queries:
+  description: SQL statements run on the server (existence checks, CREATE/DROP DATABASE, counts, assertions).
+  returned: always
+  type: list
+  elements: str
+  sample: ['CREATE DATABASE "drill_app_3f2a9c"', 'SELECT count(*) AS n FROM "public"."users"']
+"""
+
+import os  # noqa: E402 - ansible modules document before they import
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+
+from ansible_collections.locksmith.ops.plugins.module_utils import (  # noqa: E402
+    _crypto_stream,
+    _pitr,
+    _postgres,
+    _restore,
+    _restore_flows,
+    _stream,
+)
+from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._storage import s3  # noqa: E402
+
+MUTUALLY_EXCLUSIVE = [("encryption_key", "encryption_key_file")]
+
+
+def missing_libraries(params):
+    """Python libraries the given options need but that are not importable."""
+    needed = [("psycopg2", _postgres.HAS_PSYCOPG2), ("zstandard", _stream.HAS_ZSTANDARD)]
+    if any(d.get("type") == "s3" for d in params["destinations"] or []):
+        needed.append(("boto3", s3.HAS_BOTO3))
+    if params["encryption_key"] or params["encryption_key_file"]:
+        needed.append(("cryptography", _crypto_stream.HAS_CRYPTOGRAPHY))
+    return [name for name, present in needed if not present]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=_restore.restore_argument_spec(),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        supports_check_mode=True,
+    )
+    params = module.params
+    for name in missing_libraries(params):
+        module.fail_json(msg=missing_required_lib(name))
+    for option in ("report_dir", "metrics_dir"):
+        if params[option] and not os.path.isdir(params[option]):
+            module.fail_json(msg="%s '%s' does not exist; create it or fix %s" % (option, params[option], option))
+
+    warnings = []
+    job = None
+    try:
+        if params["mode"] == "pitr":
+            job = _pitr.PitrJob(params, warnings)
+        else:
+            job = _restore_flows.RestoreJob(params, warnings)
+        plan = job.plan()
+        result = {"changed": True, "restore": plan}
+        if module._diff:
+            result["diff"] = {
+                "before": {"target_database": plan["target_database"], "exists": plan["target_exists"]},
+                "after": {
+                    "target_database": plan["target_database"],
+                    "restored_from": plan["id"],
+                    "exists": params["mode"] != "drill" or bool(params["keep_scratch"]),
+                },
+            }
+        if not module.check_mode:
+            result.update(job.apply())
+            error = _restore_flows.outcome_error(result["report"], params["fail_on_missed_targets"])
+            if error is not None:
+                raise _restore.RestoreError(str(error), **{k: v for k, v in result.items() if k != "changed"})
+    except LocksmithError as err:
+        for warning in warnings:
+            module.warn(warning)
+        details = dict(err.details)
+        details["executed_queries"] = job.server.queries if job else []
+        module.fail_json(msg=str(err), **details)
+
+    for warning in warnings:
+        module.warn(warning)
+    result["executed_queries"] = job.server.queries
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

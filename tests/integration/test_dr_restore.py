@@ -1,0 +1,414 @@
+"""pg_backup_restore and the dr_restore role against a real PostgreSQL 15 and a moto S3 server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.harness.ansible import run_module_inprocess
+
+pytestmark = pytest.mark.postgres
+
+KEY_HEX = "7a" * 32
+
+
+def conn(cluster):
+    return {"login_host": cluster.host, "login_port": cluster.port, "ssl_mode": "disable", "connect_timeout": 3}
+
+
+def local(path):
+    return {"type": "local", "path": str(path)}
+
+
+def s3(moto, bucket):
+    return dict(
+        type="s3",
+        bucket=bucket,
+        prefix="pg",
+        region="eu-west-1",
+        endpoint_url=moto.endpoint_url,
+        access_key="testing",
+        secret_key="testing",
+    )
+
+
+def seed(cluster, database, rows=3000):
+    cluster.query(
+        "CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE SCHEMA sales; "
+        "CREATE TABLE public.users (id int PRIMARY KEY, name text); "
+        "CREATE TABLE sales.orders (id int, user_id int, total numeric); "
+        "INSERT INTO public.users SELECT g, 'user ' || g FROM generate_series(1, %(rows)s) g; "
+        "INSERT INTO sales.orders SELECT g, g %% 100, g * 1.5 FROM generate_series(1, %(rows)s) g; ANALYZE",
+        {"rows": rows},
+        dbname=database,
+    )
+
+
+def backup(cluster, database, destinations, **extra):
+    args = dict(conn(cluster), database=database, destinations=destinations, min_interval_seconds=0, **extra)
+    result = run_module_inprocess("pg_backup", args)
+    assert result.get("changed") is True, result
+    return result["backup"]
+
+
+def restore(cluster, database, destinations, check=False, **extra):
+    args = dict(conn(cluster), database=database, destinations=destinations, **extra)
+    return run_module_inprocess("pg_backup_restore", args, check=check, diff=True)
+
+
+def databases(cluster):
+    return {row[0] for row in cluster.query("SELECT datname FROM pg_database")}
+
+
+@pytest.fixture
+def seeded(pg_cluster, pg_database):
+    seed(pg_cluster, pg_database)
+    return pg_database
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    paths = {name: tmp_path / name for name in ("backups", "reports", "metrics", "safety")}
+    for name in ("backups", "reports", "metrics"):
+        paths[name].mkdir()
+    return paths
+
+
+def test_drill_round_trip_from_encrypted_s3(pg_cluster, seeded, moto, s3_bucket, dirs):
+    manifest = backup(pg_cluster, seeded, [s3(moto, s3_bucket)], encryption_key=KEY_HEX, exact_row_counts=True)
+    assert manifest["row_counts"][seeded] == {"public.users": 3000, "sales.orders": 3000}
+    before = databases(pg_cluster)
+
+    predicted = restore(pg_cluster, seeded, [s3(moto, s3_bucket)], check=True, encryption_key=KEY_HEX)
+    assert predicted["changed"] is True and predicted["restore"]["id"] == manifest["id"], predicted
+    assert databases(pg_cluster) == before, "check mode created a database"
+
+    result = restore(
+        pg_cluster,
+        seeded,
+        [s3(moto, s3_bucket)],
+        encryption_key=KEY_HEX,
+        report_dir=str(dirs["reports"]),
+        metrics_dir=str(dirs["metrics"]),
+        assertions=[{"name": "users", "sql": "SELECT count(*) FROM public.users", "expected": 3000, "compare": "ge"}],
+    )
+    assert not result.get("failed") and result["changed"] is True, result
+    report = result["report"]
+    assert report["verified"] and report["passed"] and report["backup_id"] == manifest["id"]
+    kinds = {(c["check"], c["subject"]): c for c in report["checks"]}
+    assert kinds[("row_count", "public.users")]["actual"] == 3000
+    assert kinds[("row_count", "public.users")]["note"] == "manifest exact"
+    assert kinds[("row_count", "sales.orders")]["ok"]
+    assert kinds[("checksum", manifest["artefacts"][0]["name"])]["ok"]
+    assert kinds[("extension", "pgcrypto")]["ok"] and kinds[("role", "postgres")]["ok"]
+    assert kinds[("assertion", "users")]["actual"] == 3000
+    assert all(report["phases"][p] > 0 for p in ("fetch", "decrypt", "restore", "verify")), report["phases"]
+    assert 0 < report["rto_seconds"] < 1800 and 0 <= report["rpo_seconds"] < 600
+    # The scratch database is gone; the key appears nowhere in the result.
+    assert report["cleanup"]["dropped"] == result["restore"]["target_database"]
+    assert databases(pg_cluster) == before
+    assert KEY_HEX not in json.dumps(result)
+    # Report files and metrics, read back independently.
+    saved = json.loads(open(result["report_files"]["json"], encoding="utf-8").read())
+    assert saved["passed"] is True and saved["backup_id"] == manifest["id"]
+    assert "PASSED" in open(result["report_files"]["markdown"], encoding="utf-8").read()
+    prom = (dirs["metrics"] / f"locksmith_drill_{seeded}.prom").read_text()
+    assert f'locksmith_drill_last_status{{database="{seeded}"}} 1' in prom
+    assert f'locksmith_drill_phase_seconds{{database="{seeded}",phase="restore"}}' in prom
+    assert f'locksmith_drill_rto_target_seconds{{database="{seeded}"}} 1800' in prom
+
+
+def test_corrupt_backup_fails_the_drill_before_restoring(pg_cluster, seeded, dirs):
+    manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
+    artefact = dirs["backups"] / seeded / manifest["id"] / manifest["artefacts"][0]["name"]
+    data = bytearray(artefact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artefact.write_bytes(bytes(data))
+    before = databases(pg_cluster)
+
+    result = restore(
+        pg_cluster, seeded, [local(dirs["backups"])], report_dir=str(dirs["reports"]), metrics_dir=str(dirs["metrics"])
+    )
+    assert result["failed"] and "is corrupt" in result["msg"] and manifest["id"] in result["msg"], result
+    assert manifest["artefacts"][0]["name"] in result["msg"] and "nothing was restored" in result["msg"]
+    assert result["report"]["passed"] is False and result["report"]["phases"]["restore"] == 0
+    assert databases(pg_cluster) == before
+    prom = (dirs["metrics"] / f"locksmith_drill_{seeded}.prom").read_text()
+    assert f'locksmith_drill_last_status{{database="{seeded}"}} 0' in prom
+
+
+def test_failing_assertion_and_missed_targets_fail_the_drill(pg_cluster, seeded, dirs):
+    manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
+    assert "row_counts" not in manifest, "manifests without exact_row_counts must stay as they were"
+    result = restore(
+        pg_cluster,
+        seeded,
+        [local(dirs["backups"])],
+        report_dir=str(dirs["reports"]),
+        assertions=[
+            {"name": "enough users", "sql": "SELECT count(*) FROM public.users", "expected": 5000, "compare": "ge"},
+            {"name": "bad sql", "sql": "SELECT count(*) FROM no_such_table", "expected": 0},
+        ],
+    )
+    assert result["failed"] and "assertion enough users: expected ge 5000, got 3000" in result["msg"], result
+    assert "no_such_table" in result["msg"]
+    assert "FAILED" in open(result["report_files"]["markdown"], encoding="utf-8").read()
+
+    slow = restore(pg_cluster, seeded, [local(dirs["backups"])], rto_target_seconds=0)
+    assert slow["failed"] and "missed its targets: RTO" in slow["msg"], slow
+    lenient = restore(pg_cluster, seeded, [local(dirs["backups"])], rto_target_seconds=0, fail_on_missed_targets=False)
+    assert not lenient.get("failed") and lenient["report"]["rto_met"] is False, lenient
+
+
+def test_row_count_mismatch_fails_the_drill(pg_cluster, seeded, dirs):
+    manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
+    # Tamper with the manifest's counts the way a silently lossy dump would look.
+    path = dirs["backups"] / seeded / manifest["id"] / "manifest.json"
+    body = json.loads(path.read_text())
+    body["row_counts"] = {seeded: {"public.users": 3001, "sales.orders": 3000}}
+    path.write_text(json.dumps(body))
+    result = restore(pg_cluster, seeded, [local(dirs["backups"])])
+    assert result["failed"] and "row_count public.users: expected 3001, got 3000" in result["msg"], result
+
+
+def test_recover_interlocks_then_recovers_with_a_safety_backup(pg_cluster, seeded, dirs):
+    manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
+    pg_cluster.query("DELETE FROM public.users WHERE id > 10", dbname=seeded)
+    destinations = [local(dirs["backups"])]
+
+    refused = restore(pg_cluster, seeded, destinations, mode="recover")
+    assert refused["failed"] and f"'I understand this overwrites {seeded}'" in refused["msg"], refused
+    sloppy = restore(pg_cluster, seeded, destinations, mode="recover", confirm=f"i understand this overwrites {seeded}")
+    assert sloppy["failed"] and "set confirm to exactly" in sloppy["msg"]
+    confirm = f"I understand this overwrites {seeded}"
+    nonempty = restore(pg_cluster, seeded, destinations, mode="recover", confirm=confirm)
+    assert nonempty["failed"] and "is not empty" in nonempty["msg"] and "allow_nonempty" in nonempty["msg"]
+    no_safety = restore(pg_cluster, seeded, destinations, mode="recover", confirm=confirm, allow_nonempty=True)
+    assert no_safety["failed"] and "safety_backup_dir" in no_safety["msg"]
+    assert pg_cluster.query("SELECT count(*) FROM public.users", dbname=seeded)[0][0] == 10
+
+    checked = restore(
+        pg_cluster,
+        seeded,
+        destinations,
+        check=True,
+        mode="recover",
+        confirm=confirm,
+        allow_nonempty=True,
+        safety_backup_dir=str(dirs["safety"]),
+    )
+    assert checked["changed"] and not dirs["safety"].exists()
+    done = restore(
+        pg_cluster,
+        seeded,
+        destinations,
+        mode="recover",
+        confirm=confirm,
+        allow_nonempty=True,
+        safety_backup_dir=str(dirs["safety"]),
+    )
+    assert not done.get("failed") and done["report"]["verified"], done
+    assert done["report"]["backup_id"] == manifest["id"]
+    assert pg_cluster.query("SELECT count(*) FROM public.users", dbname=seeded)[0][0] == 3000
+    safety = dirs["safety"] / seeded / done["safety_backup"]["id"] / "manifest.json"
+    assert json.loads(safety.read_text())["row_estimates"][seeded]["public.users"] in (10, None, 3000)
+
+
+def test_recover_into_a_new_database_needs_no_safety_backup(pg_cluster, seeded, dirs):
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    target = f"n_{uuid.uuid4().hex[:10]}"
+    try:
+        done = restore(
+            pg_cluster,
+            seeded,
+            [local(dirs["backups"])],
+            mode="recover",
+            target_database=target,
+            confirm=f"I understand this overwrites {target}",
+        )
+        assert not done.get("failed") and "safety_backup" not in done, done
+        assert pg_cluster.query("SELECT count(*) FROM sales.orders", dbname=target)[0][0] == 3000
+    finally:
+        pg_cluster.drop_database(target)
+
+
+def test_tables_mode_restores_only_the_chosen_tables(pg_cluster, seeded, dirs):
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    pg_cluster.query("DELETE FROM public.users; DELETE FROM sales.orders WHERE id > 5", dbname=seeded)
+    destinations = [local(dirs["backups"])]
+
+    refused = restore(pg_cluster, seeded, destinations, mode="tables", tables=["public.users"])
+    assert refused["failed"] and "table public.users exists" in refused["msg"], refused
+
+    aside = restore(pg_cluster, seeded, destinations, mode="tables", tables=["users"], target_schema="restored")
+    assert not aside.get("failed") and aside["report"]["verified"], aside
+    assert pg_cluster.query("SELECT count(*) FROM restored.users", dbname=seeded)[0][0] == 3000
+    tables = pg_cluster.query("SELECT tablename FROM pg_tables WHERE schemaname = 'restored'", dbname=seeded)
+    assert tables == [("users",)]
+    assert pg_cluster.query("SELECT count(*) FROM public.users", dbname=seeded)[0][0] == 0
+    assert pg_cluster.query("SELECT count(*) FROM sales.orders", dbname=seeded)[0][0] == 5
+
+    replaced = restore(pg_cluster, seeded, destinations, mode="tables", tables=["sales.orders"], allow_nonempty=True)
+    assert not replaced.get("failed"), replaced
+    assert pg_cluster.query("SELECT count(*) FROM sales.orders", dbname=seeded)[0][0] == 3000
+    assert pg_cluster.query("SELECT count(*) FROM public.users", dbname=seeded)[0][0] == 0
+    assert not [d for d in databases(pg_cluster) if d.startswith("restore_")], "scratch database left behind"
+
+
+def test_errors_name_the_input(pg_cluster, seeded, dirs, moto, s3_bucket):
+    nothing = restore(pg_cluster, seeded, [local(dirs["backups"])])
+    assert nothing["failed"] and "no complete, intact backup" in nothing["msg"], nothing
+    manifest = backup(pg_cluster, seeded, [s3(moto, s3_bucket)], encryption_key=KEY_HEX)
+    no_key = restore(pg_cluster, seeded, [s3(moto, s3_bucket)])
+    assert no_key["failed"] and "encryption_key" in no_key["msg"], no_key
+    wrong_id = restore(pg_cluster, seeded, [s3(moto, s3_bucket)], backup_id="20200101T000000Z-0000")
+    assert wrong_id["failed"] and "backup_id '20200101T000000Z-0000'" in wrong_id["msg"]
+    bad = restore(pg_cluster, seeded, [local(dirs["backups"])], target_database="x'; DROP TABLE users; --")
+    assert bad["failed"] and "target_database" in bad["msg"] and "nothing was sent" in bad["msg"]
+    no_tables = restore(pg_cluster, seeded, [local(dirs["backups"])], mode="tables")
+    assert no_tables["failed"] and "needs tables" in no_tables["msg"]
+    exists = restore(pg_cluster, seeded, [s3(moto, s3_bucket)], encryption_key=KEY_HEX, target_database=seeded)
+    assert exists["failed"] and "a drill restores only into a new scratch database" in exists["msg"]
+    assert manifest["id"]
+
+
+def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
+    manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
+    before = databases(pg_cluster)
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": [
+            {
+                "role": "dr_restore",
+                "vars": {
+                    "dr_restore_database": seeded,
+                    "dr_restore_login_host": pg_cluster.host,
+                    "dr_restore_login_port": pg_cluster.port,
+                    "dr_restore_ssl_mode": "disable",
+                    "dr_restore_destinations": [local(dirs["backups"])],
+                    "dr_restore_report_dir": str(dirs["reports"]),
+                    "dr_restore_metrics_dir": str(dirs["metrics"]),
+                    "dr_restore_work_dir": str(dirs["reports"]),
+                    "dr_restore_assertions": [
+                        {"name": "users", "sql": "SELECT count(*) FROM users", "expected": 3000, "compare": "eq"}
+                    ],
+                },
+            }
+        ],
+    }
+    run = ansible.run_playbook([play])
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    result = run.result("dr_restore : Restore the backup and verify it")
+    assert result["report"]["passed"] and result["report"]["backup_id"] == manifest["id"]
+    assert databases(pg_cluster) == before
+    assert list(dirs["reports"].glob(f"{seeded}-drill-*.json"))
+
+    recover = dict(play)
+    recover["roles"] = [dict(play["roles"][0], vars=dict(play["roles"][0]["vars"], dr_restore_mode="recover"))]
+    refused = ansible.run_playbook([recover])
+    assert refused.rc != 0
+    assert "dr_restore_confirm" in json.dumps(refused.data), refused.stdout[-2000:]
+
+
+# ---- PITR with pgBackRest -------------------------------------------------------------------------
+@pytest.fixture
+def archived_cluster():
+    """A cluster of its own that archives WAL into a local pgBackRest stanza, with one full backup."""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from tests.harness.postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    work = Path(tempfile.mkdtemp(prefix="locksmith-pitr-"))
+    conf = work / "pgbackrest.conf"
+    for sub in ("repo", "log"):
+        (work / sub).mkdir()
+    conf.write_text(
+        f"[global]\nrepo1-path={work / 'repo'}\nlog-path={work / 'log'}\nlock-path={work / 'log'}\n"
+        "compress-type=zst\nstart-fast=y\nlog-level-console=warn\n"
+        f"[pitr]\npg1-path={cluster.datadir}\npg1-port={cluster.port}\npg1-socket-path={cluster.socket_dir}\n"
+    )
+    pg = pwd.getpwnam("postgres")
+    for path in (work, work / "repo", work / "log", conf):
+        os.chown(path, pg.pw_uid, pg.pw_gid)
+    with open(cluster.datadir / "postgresql.auto.conf", "a", encoding="utf-8") as handle:
+        handle.write(
+            f"archive_mode = on\narchive_command = 'pgbackrest --config={conf} --stanza=pitr archive-push %p'\n"
+        )
+    runuser = ["runuser", "-u", "postgres", "--"]
+    pg_ctl = [str(cluster.bin_dir / "pg_ctl"), "-D", str(cluster.datadir), "-l", str(cluster.log), "-w"]
+    subprocess.run([*runuser, *pg_ctl, "restart"], check=True, capture_output=True)
+    base = [*runuser, "pgbackrest", f"--config={conf}", "--stanza=pitr"]
+    cluster.create_database("app")
+    cluster.query("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)", dbname="app")
+    subprocess.run([*base, "stanza-create"], check=True, capture_output=True)
+    subprocess.run([*base, "--type=full", "backup"], check=True, capture_output=True)
+    yield cluster, conf, work, base
+    restored = work / "restored"
+    if (restored / "postmaster.pid").exists():
+        subprocess.run(
+            [*runuser, str(cluster.bin_dir / "pg_ctl"), "-D", str(restored), "-m", "immediate", "stop"], check=False
+        )
+    cluster.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_pitr_brings_back_deleted_rows(archived_cluster, dirs):
+    import subprocess
+    import time
+
+    import psycopg2
+
+    from tests.harness.process import free_port
+
+    cluster, conf, work, base = archived_cluster
+    # pgBackRest keeps backup stop times in whole seconds and needs a target strictly after one.
+    time.sleep(1.1)
+    cluster.query("INSERT INTO t SELECT generate_series(101, 150)", dbname="app")
+    # pgBackRest reads times as YYYY-MM-DD HH:MM:SS[.mmm][+TZ] (milliseconds at most).
+    target_time = cluster.query(
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || '+00'", dbname="app"
+    )[0][0]
+    time.sleep(1.1)
+    cluster.query("DELETE FROM t", dbname="app")
+    subprocess.run([*base, "check"], check=True, capture_output=True)  # switches and archives the WAL
+    port = free_port()
+    args = dict(
+        conn(cluster),
+        database="app",
+        destinations=[],
+        mode="pitr",
+        pgbackrest_stanza="pitr",
+        pgbackrest_config=str(conf),
+        pitr_target_type="time",
+        pitr_target=target_time,
+        pitr_data_dir=str(work / "restored"),
+        pitr_port=port,
+        report_dir=str(dirs["reports"]),
+        assertions=[{"name": "rows back", "sql": "SELECT count(*) FROM t", "expected": 150}],
+    )
+    predicted = run_module_inprocess("pg_backup_restore", args, check=True)
+    assert predicted["changed"] and predicted["restore"]["target"]["value"] == target_time, predicted
+    assert not (work / "restored").exists()
+    result = run_module_inprocess("pg_backup_restore", args)
+    assert not result.get("failed") and result["report"]["verified"], result
+    assert result["report"]["phases"]["restore"] > 0
+    # An independent client on the restored, promoted server.
+    restored = psycopg2.connect(host=cluster.host, port=port, user="postgres", dbname="app")
+    try:
+        with restored.cursor() as cur:
+            cur.execute("SELECT count(*), pg_is_in_recovery() FROM t")
+            assert cur.fetchone() == (150, False)
+    finally:
+        restored.close()
+    assert cluster.query("SELECT count(*) FROM t", dbname="app")[0][0] == 0
+    again = run_module_inprocess("pg_backup_restore", args)
+    assert again["failed"] and "is not empty" in again["msg"], again

@@ -1,0 +1,212 @@
+"""Pure helpers of pg_backup_restore: TOC parsing, comparisons, the report, interlock texts, phases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore as R
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore_checks as C
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore_flows as F
+from ansible_collections.locksmith.ops.plugins.module_utils._postgres import InvalidIdentifier
+
+TOC = """;
+; Archive created at 2026-11-27 04:55:07 UTC
+;
+2; 3079 16385 EXTENSION - pgcrypto
+3466; 0 0 COMMENT - EXTENSION pgcrypto
+7; 2615 16422 SCHEMA - sales app_owner
+215; 1259 16423 TABLE public users postgres
+216; 1259 16428 TABLE sales orders app_owner
+3460; 0 16423 TABLE DATA public users postgres
+3300; 2606 16427 CONSTRAINT public users users_pkey postgres
+"""
+
+
+def test_parse_toc_reads_extensions_owners_and_tables():
+    parsed = R.parse_toc(TOC)
+    assert parsed == {
+        "extensions": ["pgcrypto"],
+        "owners": ["app_owner", "postgres"],
+        "tables": ["public.users", "sales.orders"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected", "how", "ok"),
+    [
+        (3000, 3000, "eq", True),
+        (3000, "3000", "eq", True),
+        (2999, 3000, "ge", False),
+        (3001, 3000, "gt", True),
+        ("abc", "abc", "eq", True),
+        ("abc", "abd", "ne", True),
+        (None, "", "eq", True),
+        (1, 2, "le", True),
+        (2, 2, "lt", False),
+    ],
+)
+def test_compare_values(actual, expected, how, ok):
+    assert C.compare_values(actual, expected, how) is ok
+
+
+def test_count_matches_exact_and_estimates():
+    assert C.count_matches(100, 100, "exact", 0.1)
+    assert not C.count_matches(100, 101, "exact", 0.5)
+    assert C.count_matches(1000, 1090, "estimate", 0.1)
+    assert not C.count_matches(1000, 1200, "estimate", 0.1)
+    assert C.count_matches(0, 8, "estimate", 0.1)  # a few rows of slack on tiny tables
+    assert C.count_matches(None, 5, "estimate", 0.1)  # never analyzed: not compared
+
+
+def test_manifest_counts_prefers_exact_counts():
+    manifest = {"row_estimates": {"app": {"public.a": 9}}, "row_counts": {"app": {"public.a": 10}}}
+    assert C.manifest_counts(manifest, "app") == ({"public.a": 10}, "exact")
+    assert C.manifest_counts({"row_estimates": {"app": {"public.a": 9}}}, "app") == ({"public.a": 9}, "estimate")
+    assert C.manifest_counts({}, "app") == ({}, "estimate")
+
+
+def test_confirm_text_and_scratch_names():
+    assert R.confirm_text("app") == "I understand this overwrites app"
+    name = R.scratch_name("a" * 63, "20261127T000000Z-abcd", "drill")
+    assert name.startswith("drill_" + "a" * 40) and len(name.encode()) <= 63
+    assert R.scratch_name("app", "x", "tables").startswith("restore_app_")
+
+
+def test_tables_by_schema_validates_every_name():
+    assert R.tables_by_schema(["users", "sales.orders", "sales.items"]) == {
+        "public": ["users"],
+        "sales": ["orders", "items"],
+    }
+    with pytest.raises(InvalidIdentifier, match=r"tables\[1\]"):
+        R.tables_by_schema(["users", "x; DROP TABLE users"])
+    with pytest.raises(InvalidIdentifier, match=r"must be 'table' or 'schema\.table'"):
+        R.tables_by_schema(["a.b.c"])
+
+
+def test_pg_restore_argv():
+    argv = R.pg_restore_argv("/bin/pg_restore", "t", "/w/app.dump", {"no_owner": True, "jobs": 2})
+    assert argv == [
+        "/bin/pg_restore",
+        "--no-password",
+        "--exit-on-error",
+        "--dbname=t",
+        "--no-owner",
+        "--no-acl",
+        "--jobs=2",
+        "/w/app.dump",
+    ]
+    argv = R.pg_restore_argv("/bin/pg_restore", "t", "/w/d", {"jobs": 2}, schema="sales", tables=["orders"])
+    assert "--jobs=2" not in argv and argv[-3:] == ["--schema=sales", "--table=orders", "/w/d"]
+
+
+def test_phases_accumulate():
+    ticks = iter([0.0, 1.5, 2.0, 2.25])
+    phases = R.Phases(clock=lambda: next(ticks))
+    with phases.timed("fetch"):
+        pass
+    with phases.timed("fetch"):
+        pass
+    assert phases.seconds["fetch"] == 1.75 and phases.seconds["restore"] == 0.0
+
+
+def _report(**changes):
+    report = {
+        "mode": "drill",
+        "database": "app",
+        "backup_id": "20261127T000000Z-abcd",
+        "source": "destinations[0] local:/b",
+        "backup_ended_at": "2026-11-27T00:00:00Z",
+        "target_database": "drill_app_1",
+        "target_fate": "dropped",
+        "started_at": "2026-11-27T01:00:00Z",
+        "started_epoch": 1795741200.0,
+        "verified": True,
+        "phases": {"fetch": 1.0, "decrypt": 0.5, "restore": 3.0, "verify": 0.2},
+        "rto_seconds": 4.7,
+        "rto_target_seconds": 1800,
+        "rto_met": True,
+        "rpo_seconds": 3600.0,
+        "rpo_target_seconds": 86400,
+        "rpo_met": True,
+        "passed": True,
+        "checks": [{"check": "assertion", "subject": "a|b", "expected": "x" * 100, "actual": 1, "ok": True}],
+        "errors": [],
+    }
+    report.update(changes)
+    return report
+
+
+def test_markdown_report_escapes_cells_and_shows_the_verdict(tmp_path):
+    text = C.render_markdown(_report())
+    assert "PASSED" in text and "a\\|b" in text and "| restore | 3.000 |" in text and "..." in text
+    failed = C.render_markdown(_report(passed=False, rto_met=False, errors=["boom"]))
+    assert "FAILED" in failed and "MISSED" in failed and "- boom" in failed
+    files = C.write_report(str(tmp_path), _report())
+    assert json.loads(open(files["json"], encoding="utf-8").read())["passed"] is True
+    assert files["markdown"].endswith("app-drill-20261127T010000Z.md")
+    with pytest.raises(C.ReportError, match="report_dir '/nonexistent' does not exist"):
+        C.write_report("/nonexistent", _report())
+
+
+def test_outcome_error():
+    assert F.outcome_error(_report(), True) is None
+    err = F.outcome_error(_report(verified=False, errors=["row_count public.a: expected 1, got 2"]), True)
+    assert "FAILED: row_count public.a" in str(err)
+    missed = _report(rto_met=False, rpo_met=False, rto_seconds=9.0, rto_target_seconds=1)
+    assert "RTO 9.0s > rto_target_seconds 1" in str(F.outcome_error(missed, True))
+    assert "take backups more often" in str(F.outcome_error(missed, True))
+    assert F.outcome_error(missed, False) is None
+
+
+def test_all_databases_backups_are_refused_by_name():
+    with pytest.raises(R.RestoreError, match="all-databases backup is not supported"):
+        R.choose_backup([], "all-databases")
+
+
+def _pitr_params(**changes):
+    from ansible_collections.locksmith.ops.plugins.module_utils import _pitr
+
+    params = {k: v.get("default") for k, v in R.restore_argument_spec().items()}
+    params.update(
+        database="app",
+        destinations=[],
+        mode="pitr",
+        pgbackrest_stanza="main",
+        pitr_data_dir="/nonexistent/pitr",
+        pg_bin_dir="/usr/lib/postgresql/15/bin",
+    )
+    params.update(changes)
+    return _pitr, params
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pgbackrest_stanza": None}, "mode=pitr needs pgbackrest_stanza"),
+        ({"pitr_data_dir": None}, "mode=pitr needs pitr_data_dir"),
+        ({"pitr_target_type": "time"}, "pitr_target_type=time needs pitr_target"),
+        ({"pitr_data_dir": "relative/dir"}, "must be an absolute path"),
+        ({"database": "x; DROP"}, "database 'x; DROP' is not a valid identifier"),
+    ],
+)
+def test_pitr_options_are_checked_before_anything_runs(changes, message):
+    _pitr, params = _pitr_params(**changes)
+    with pytest.raises(Exception, match=message):
+        _pitr.PitrJob(params, [])
+
+
+def test_pitr_refuses_a_non_empty_data_dir(tmp_path):
+    (tmp_path / "PG_VERSION").write_text("15")
+    _pitr, params = _pitr_params(pitr_data_dir=str(tmp_path))
+    job = _pitr.PitrJob(params, [])
+    assert job.base[1:] == ["--stanza=main"]
+    with pytest.raises(R.RestoreError, match="is not empty; PITR restores only into a new"):
+        job.plan()
+
+
+def test_pitr_names_a_missing_pg_ctl():
+    _pitr, params = _pitr_params(pg_bin_dir="/nonexistent/bin")
+    with pytest.raises(Exception, match="pg_ctl not found in pg_bin_dir '/nonexistent/bin'"):
+        _pitr.PitrJob(params, [])
