@@ -1,0 +1,121 @@
+"""End to end: real Prometheus scrapes real exporters, alerts reach a webhook and resolve.
+
+The scenario's test profile evaluates every 5 s and gives every alert a 5 s `for:`, so each fault
+should be notified within seconds; the measured fault-to-notification times are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+PROM = "http://127.0.0.1:9090"
+AM = "http://127.0.0.1:9093"
+TEXTFILE = "/var/lib/prometheus/node-exporter"
+
+
+def _get(host, url):
+    return json.loads(host.check_output(f"curl -fsS '{url}'"))
+
+
+def _notifications(host):
+    out = host.run("cat /var/log/webhook.jsonl 2>/dev/null").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _wait_for(host, alertname, status, since, timeout=180):
+    """Seconds from `since` until the webhook got `alertname` with `status`, or fail."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for note in _notifications(host):
+            for alert in note["body"].get("alerts", []):
+                if alert["labels"].get("alertname") == alertname and alert["status"] == status:
+                    if note["received"] >= since:
+                        return note["received"] - since
+        time.sleep(1)
+    raise AssertionError(f"{alertname} {status} not notified within {timeout}s: {_notifications(host)[-3:]}")
+
+
+def _write_metrics(host, name, text):
+    host.check_output(f"printf '{text}' > {TEXTFILE}/.{name}.tmp && mv {TEXTFILE}/.{name}.tmp {TEXTFILE}/{name}.prom")
+
+
+def test_every_target_is_scraped_and_rules_are_loaded(host):
+    deadline = time.time() + 120
+    while True:
+        targets = _get(host, f"{PROM}/api/v1/targets")["data"]["activeTargets"]
+        jobs = {t["labels"]["job"]: t["health"] for t in targets}
+        if (set(jobs) >= {"node", "postgres", "prometheus"} and set(jobs.values()) == {"up"}) or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert jobs == {"node": "up", "postgres": "up", "prometheus": "up"}
+    assert all(t["labels"]["host"] == "monitoring_server-bookworm" for t in targets)
+    groups = _get(host, f"{PROM}/api/v1/rules")["data"]["groups"]
+    alerts = {r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting"}
+    assert {"HostDown", "PostgresDown", "BackupStale", "TlsCertExpiresIn7Days", "SLOErrorBudgetBurn"} <= alerts
+
+
+def test_listeners_are_private(host):
+    listening = host.check_output("ss -Htln")
+    for port in (9090, 9093, 9115):
+        assert f"127.0.0.1:{port} " in listening, port
+    assert ":9094 " not in listening  # no Alertmanager cluster port
+
+
+def test_database_down_is_notified_and_resolves(host):
+    start = time.time()
+    host.check_output("systemctl stop postgresql@15-main")
+    try:
+        fired = _wait_for(host, "PostgresDown", "firing", start)
+    finally:
+        restart = time.time()
+        host.check_output("systemctl start postgresql@15-main")
+    resolved = _wait_for(host, "PostgresDown", "resolved", restart)
+    print(f"PostgresDown: fault to notification {fired:.1f}s, restart to resolved {resolved:.1f}s")
+    assert fired < 60
+
+
+def test_stale_backup_and_expiring_certificate_are_notified(host):
+    now = int(time.time())
+    start = time.time()
+    _write_metrics(
+        host,
+        "locksmith_backup_verify",
+        'locksmith_backup_last_success_timestamp_seconds{database="app",destination="local"} %d\\n'
+        'locksmith_backup_rpo_target_seconds{database="app"} 3600\\n' % (now - 7200),
+    )
+    _write_metrics(
+        host,
+        "locksmith_tls_verify",
+        'locksmith_tls_cert_not_after_timestamp_seconds{endpoint="web:443"} %d\\n' % (now + 3 * 86400),
+    )
+    try:
+        stale = _wait_for(host, "BackupStale", "firing", start)
+        expiring = _wait_for(host, "TlsCertExpiresIn7Days", "firing", start)
+        # The 7-day alert inhibits the 30-day one for the same endpoint.
+        inhibited = _get(host, f"{AM}/api/v2/alerts?filter=alertname%3D%22TlsCertExpiresIn30Days%22")
+        assert inhibited and all(a["status"]["inhibitedBy"] for a in inhibited)
+    finally:
+        host.check_output(f"rm -f {TEXTFILE}/locksmith_backup_verify.prom {TEXTFILE}/locksmith_tls_verify.prom")
+    print(f"BackupStale notified after {stale:.1f}s, TlsCertExpiresIn7Days after {expiring:.1f}s")
+    notified = {a["labels"]["alertname"] for n in _notifications(host) for a in n["body"]["alerts"]}
+    assert "TlsCertExpiresIn30Days" not in notified
+
+
+def test_host_down_inhibits_its_service_alerts(host):
+    start = time.time()
+    host.check_output("systemctl stop prometheus-node-exporter")
+    try:
+        down = _wait_for(host, "HostDown", "firing", start)
+        host.check_output("systemctl stop postgresql@15-main")
+        # PostgresDown becomes active but is inhibited by HostDown for the same host label.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            active = _get(host, f"{AM}/api/v2/alerts?filter=alertname%3D%22PostgresDown%22")
+            if active:
+                break
+            time.sleep(1)
+        assert active and all(a["status"]["inhibitedBy"] for a in active)
+    finally:
+        host.check_output("systemctl start postgresql@15-main prometheus-node-exporter")
+    print(f"HostDown notified after {down:.1f}s; PostgresDown inhibited")
