@@ -33,7 +33,10 @@ def _default(option: dict) -> str:
         return "required"
     if "default" not in option:
         return ""
-    return "`%s`" % yaml.safe_dump(option["default"], default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+    return (
+        "`%s`"
+        % yaml.safe_dump(option["default"], default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+    )
 
 
 def table(specs: dict) -> str:
