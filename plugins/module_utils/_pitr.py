@@ -143,7 +143,6 @@ class PitrJob:
         ]
         verified = failure is None and not failed
         rto, rpo = round(ended - started, 3), round(started - self.newest["timestamp"]["stop"], 3)
-        rto_target, rpo_target = self.params["rto_target_seconds"], self.params["rpo_target_seconds"]
         report = {
             "mode": "pitr",
             "database": self.database,
@@ -152,21 +151,7 @@ class PitrJob:
             "backup_ended_at": iso(self.newest["timestamp"]["stop"]),
             "target_database": "%s on port %d" % (data_dir, self.params["pitr_port"]),
             "target_fate": "running, promoted" if verified else "left for inspection",
-            "started_at": iso(started),
-            "started_epoch": round(started, 3),
-            "verified": verified,
-            "phases": dict(phases.seconds),
-            "rto_seconds": rto,
-            "rto_target_seconds": rto_target,
-            "rto_met": rto <= rto_target,
-            "rpo_seconds": rpo,
-            "rpo_target_seconds": rpo_target,
-            "rpo_met": rpo <= rpo_target,
-            "passed": verified and rto <= rto_target and rpo <= rpo_target,
-            "checks": checks,
-            "skipped_backups": [],
-            "cleanup": {},
-            "errors": errors,
+            **R.measured_report(started, verified, phases, rto, rpo, self.params, checks, errors),
         }
         result = {"report": report}
         if self.params.get("report_dir"):

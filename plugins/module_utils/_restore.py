@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
+from ansible_collections.locksmith.ops.plugins.module_utils._backup import iso as iso_utc
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import artefact_suffixes, plain_chunks
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import READ_SIZE, dump_env, stream_command
@@ -401,3 +402,25 @@ def remove_tree(path):
 def entry_age(entry, now):
     """RPO: seconds between the backup's end and ``now``."""
     return round(now - entry.ended, 3)
+
+
+def measured_report(started, verified, phases, rto, rpo, params, checks, errors, skipped=None, cleanup=None):
+    """The part of every restore report that measures it: checks, RTO and RPO against their targets."""
+    rto_target, rpo_target = params["rto_target_seconds"], params["rpo_target_seconds"]
+    return {
+        "started_at": iso_utc(started),
+        "started_epoch": round(started, 3),
+        "verified": verified,
+        "phases": dict(phases.seconds),
+        "rto_seconds": rto,
+        "rto_target_seconds": rto_target,
+        "rto_met": rto <= rto_target,
+        "rpo_seconds": rpo,
+        "rpo_target_seconds": rpo_target,
+        "rpo_met": rpo <= rpo_target,
+        "passed": verified and rto <= rto_target and rpo <= rpo_target,
+        "checks": checks,
+        "skipped_backups": list(skipped or []),
+        "cleanup": dict(cleanup or {}),
+        "errors": errors,
+    }

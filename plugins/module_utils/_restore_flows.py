@@ -273,7 +273,6 @@ class RestoreJob:
             for c in failed
         ]
         verified = failure is None and not failed
-        rto_target, rpo_target = self.params["rto_target_seconds"], self.params["rpo_target_seconds"]
         fate = "kept for inspection" if cleanup.get("kept") else ("dropped" if self.mode == "drill" else "restored")
         return {
             "mode": self.mode,
@@ -283,21 +282,9 @@ class RestoreJob:
             "backup_ended_at": iso(self.entry.ended),
             "target_database": self.target,
             "target_fate": fate,
-            "started_at": iso(started),
-            "started_epoch": round(started, 3),
-            "verified": verified,
-            "phases": dict(phases.seconds),
-            "rto_seconds": rto,
-            "rto_target_seconds": rto_target,
-            "rto_met": rto <= rto_target,
-            "rpo_seconds": rpo,
-            "rpo_target_seconds": rpo_target,
-            "rpo_met": rpo <= rpo_target,
-            "passed": verified and rto <= rto_target and rpo <= rpo_target,
-            "checks": checks,
-            "skipped_backups": self.skipped,
-            "cleanup": cleanup,
-            "errors": errors,
+            **R.measured_report(
+                started, verified, phases, rto, rpo, self.params, checks, errors, self.skipped, cleanup
+            ),
         }
 
 
