@@ -1,4 +1,4 @@
-"""A moto server on 127.0.0.1: the S3 and Secrets Manager APIs without AWS."""
+"""A moto server on 127.0.0.1 (or another local address): the S3 and Secrets Manager APIs without AWS."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ CREDENTIALS = {
 
 
 class MotoServer:
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port or free_port(host)
+        self.endpoint_url = f"http://{host}:{self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="locksmith-moto-"))
         self.log = self._dir / "moto.log"
         self._proc: ManagedProcess | None = None
@@ -27,8 +28,8 @@ class MotoServer:
         binary = find_binary("moto_server")
         if binary is None:
             raise ServiceError("`moto_server` not found on PATH; it comes from PyPI moto[server] (run `make venv`)")
-        self._proc = ManagedProcess([binary, "-H", "127.0.0.1", "-p", str(self.port)], log=self.log).start()
-        wait_for_port("127.0.0.1", self.port, timeout=30, proc=self._proc.proc, log=self.log)
+        self._proc = ManagedProcess([binary, "-H", self.host, "-p", str(self.port)], log=self.log).start()
+        wait_for_port(self.host, self.port, timeout=30, proc=self._proc.proc, log=self.log)
         return self
 
     def env(self) -> dict:

@@ -1,4 +1,4 @@
-"""An OpenBao dev server (the Vault HTTP API) on 127.0.0.1, with a known root token."""
+"""An OpenBao dev server (the Vault HTTP API) on 127.0.0.1 (or another local address), with a known root token."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from .process import ManagedProcess, ServiceError, find_binary, free_port, wait_
 
 
 class OpenBaoServer:
-    def __init__(self, port: int | None = None, root_token: str = "locksmith-root", log_dir: str | None = None):
-        self.port = port or free_port()
+    def __init__(
+        self,
+        port: int | None = None,
+        root_token: str = "locksmith-root",
+        log_dir: str | None = None,
+        host: str = "127.0.0.1",
+    ):
+        self.host = host
+        self.port = port or free_port(host)
         self.root_token = root_token
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._dir = Path(log_dir or tempfile.mkdtemp(prefix="locksmith-bao-"))
         self.log = self._dir / "bao.log"
         self._proc: ManagedProcess | None = None
@@ -27,14 +34,14 @@ class OpenBaoServer:
                 binary,
                 "server",
                 "-dev",
-                f"-dev-listen-address=127.0.0.1:{self.port}",
+                f"-dev-listen-address={self.host}:{self.port}",
                 f"-dev-root-token-id={self.root_token}",
                 "-dev-no-store-token",
             ],
             log=self.log,
             env={"HOME": str(self._dir), "BAO_ADDR": self.url},
         ).start()
-        wait_for_port("127.0.0.1", self.port, timeout=30, proc=self._proc.proc, log=self.log)
+        wait_for_port(self.host, self.port, timeout=30, proc=self._proc.proc, log=self.log)
         self._wait_unsealed()
         return self
 

@@ -1,0 +1,110 @@
+"""posture_report: judging figures against targets, the three files, idempotence, check mode and failures."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.harness.ansible import run_module_inprocess
+
+PROMISES = [
+    {"name": "lynis", "title": "Lynis index", "baseline": 58, "value": 86, "target": 70, "compare": "ge"},
+    {"name": "rpo", "title": "Backup age", "value": 3600, "unit": "s", "target": 86400, "evidence": "s3://b/app"},
+    {"name": "rto", "title": "Drill RTO", "value": 2000, "unit": "s", "target": 1800, "detail": "scale 50"},
+]
+
+
+def run(tmp_path, promises, **extra):
+    return run_module_inprocess("posture_report", dict(dest=str(tmp_path / "out"), promises=promises, **extra))
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_judges_each_promise_and_writes_three_files(tmp_path):
+    result = run(tmp_path, PROMISES, fail_on_miss=False)
+    assert result["changed"] is True
+    assert result["passed"] is False
+    assert [p["status"] for p in result["promises"]] == ["met", "met", "missed"]
+    assert result["summary"] == {"total": 3, "met": 2, "missed": 1, "unmeasured": 0}
+    document = json.loads((tmp_path / "out" / "posture.json").read_text())
+    assert document["passed"] is False and document["promises"] == result["promises"]
+    markdown = (tmp_path / "out" / "posture.md").read_text()
+    assert "| Drill RTO (scale 50) | 2000 s |  | <= 1800 s | FAIL |  |" in markdown
+    assert "| Lynis index | 86 | 58 | >= 70 | PASS |  |" in markdown
+    page = (tmp_path / "out" / "posture.html").read_text()
+    parser = Collect()
+    parser.feed(page)
+    svgs = [attrs for tag, attrs in parser.tags if tag == "svg"]
+    assert len(svgs) == 3  # one chart per promise
+    assert not [attrs for tag, attrs in parser.tags if tag in ("script", "link", "img")]  # self-contained
+    # The measured bar of the missed promise is red and longer than its target line.
+    rto_chart = re.findall(r"<svg[^>]*Drill RTO.*?</svg>", page)[0]
+    bar = float(re.search(r'width="([\d.]+)" height="12" fill="#c62828"', rto_chart).group(1))
+    target = float(re.search(r'x="([\d.]+)" y="1"', rto_chart).group(1))
+    assert bar > target
+
+
+def test_second_run_on_the_same_figures_changes_nothing(tmp_path):
+    first = run(tmp_path, PROMISES[:2])
+    stamp = json.loads((tmp_path / "out" / "posture.json").read_text())["generated_at"]
+    second = run(tmp_path, PROMISES[:2])
+    assert first["changed"] is True and second["changed"] is False and second["passed"] is True
+    assert json.loads((tmp_path / "out" / "posture.json").read_text())["generated_at"] == stamp
+    changed = run(tmp_path, [PROMISES[0], dict(PROMISES[1], value=7200)])
+    assert changed["changed"] is True
+
+
+def test_check_mode_writes_nothing_and_diff_shows_the_table(tmp_path):
+    result = run_module_inprocess(
+        "posture_report", dict(dest=str(tmp_path / "out"), promises=PROMISES[:1]), check=True, diff=True
+    )
+    assert result["changed"] is True
+    assert not (tmp_path / "out").exists()
+    assert result["diff"]["before"] == "" and "| Lynis index | 86 |" in result["diff"]["after"]
+
+
+def test_a_missed_or_unmeasured_promise_fails_after_writing(tmp_path):
+    promises = [PROMISES[2], {"name": "mttd", "title": "Time to detect", "value": None, "target": 60}]
+    result = run(tmp_path, promises)
+    assert result["failed"] is True
+    assert result["msg"].startswith("2 of 2 promises not kept: rto (missed), mttd (unmeasured)")
+    assert (tmp_path / "out" / "posture.json").exists()  # the evidence stays for the investigation
+
+
+@pytest.mark.parametrize(
+    ("promises", "message"),
+    [
+        ([dict(PROMISES[0], value="fast")], r"promises\[0\] \(lynis\)\.value is 'fast', not a number"),
+        ([PROMISES[0], dict(PROMISES[1], name="lynis")], r"promises\[1\] \(lynis\): the name is used twice"),
+        ([dict(PROMISES[0], value="nan")], r"value is 'nan'; give a finite number"),
+    ],
+)
+def test_bad_figures_are_named(tmp_path, promises, message):
+    result = run(tmp_path, promises)
+    assert result["failed"] is True
+    assert re.search(message, result["msg"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_markup_in_titles_is_escaped(tmp_path):
+    hostile = [dict(PROMISES[0], title="<script>alert(1)</script> | x", evidence="a|b")]
+    run(tmp_path, hostile)
+    page = (tmp_path / "out" / "posture.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "\\| x" in (tmp_path / "out" / "posture.md").read_text()
+
+
+def test_an_unwritable_dest_fails_with_the_fix(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_module_inprocess("posture_report", dict(dest=str(blocker / "sub"), promises=PROMISES[:1]))
+    assert result["failed"] is True
+    assert "cannot create dest" in result["msg"] and "choose a writable directory" in result["msg"]
