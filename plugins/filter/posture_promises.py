@@ -1,0 +1,137 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn what the site's playbooks measured into posture_report promises (playbooks/posture.yml)."""
+
+from __future__ import annotations
+
+import json
+
+from ansible.errors import AnsibleFilterError
+
+DEFAULT_TARGETS = {
+    "lynis_index": 70,
+    "rpo_seconds": 86400,
+    "rto_seconds": 1800,
+    "backup_success_percent": 100,
+    "tls_days_left": 30,
+}
+
+
+def _lynis(lynis, targets):
+    promises = []
+    for host in sorted(lynis):
+        seen = lynis[host] or {}
+        after, baseline = seen.get("after") or {}, seen.get("baseline") or {}
+        promises.append(
+            {
+                "name": "lynis_%s" % host,
+                "title": "Lynis hardening index of %s" % host,
+                "value": after.get("hardening_index"),
+                "baseline": baseline.get("hardening_index"),
+                "target": targets["lynis_index"],
+                "compare": "ge",
+                "detail": "%s suggestions left" % after["suggestion_count"] if "suggestion_count" in after else "",
+                "evidence": "%s:%s" % (host, after.get("report_file", "/var/lib/locksmith/lynis/after")),
+            }
+        )
+    return promises
+
+
+def _backups(backups, targets):
+    promises = []
+    for host in sorted(backups):
+        info = backups[host] or {}
+        complete = [b for b in info.get("backups", []) if b.get("complete")]
+        valid = [b for b in complete if b.get("valid")]
+        destinations = sorted({b.get("destination") for b in complete})
+        promises.append(
+            {
+                "name": "backup_success_%s" % host,
+                "title": "Backups of %s that verify (manifest and checksums)" % host,
+                "value": round(100.0 * len(valid) / len(complete), 1) if complete else None,
+                "unit": "%",
+                "target": targets["backup_success_percent"],
+                "compare": "ge",
+                "detail": "%d of %d, across %d destinations" % (len(valid), len(complete), len(destinations)),
+                "evidence": "%s: locksmith.ops.pg_backup_info" % host,
+            }
+        )
+        for database in sorted(info.get("rpo_seconds", {})):
+            promises.append(
+                {
+                    "name": "rpo_%s_%s" % (host, database),
+                    "title": "Age of the newest good backup of %s on %s (RPO)" % (database, host),
+                    "value": info["rpo_seconds"][database],
+                    "unit": "s",
+                    "target": targets["rpo_seconds"],
+                    "compare": "le",
+                    "evidence": (info.get("newest_good", {}).get(database) or {}).get("location", ""),
+                }
+            )
+    return promises
+
+
+def _drill(drill, evidence, targets):
+    drill = drill or {}
+    verified = bool(drill.get("verified"))
+    return [
+        {
+            "name": "drill_rto",
+            "title": "Drill of %s: time to a verified restore (RTO)" % drill.get("database", "the newest backup"),
+            # A restore that did not verify has no recovery time: it did not recover.
+            "value": drill.get("rto_seconds") if verified else None,
+            "unit": "s",
+            "target": targets["rto_seconds"],
+            "compare": "le",
+            "detail": ("phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True))
+            if drill
+            else "no drill report",
+            "evidence": evidence or "",
+        }
+    ]
+
+
+def _tls(endpoints, targets):
+    promises = []
+    for endpoint in endpoints or []:
+        certificate = endpoint.get("certificate") or {}
+        promises.append(
+            {
+                "name": "tls_%s" % endpoint.get("name"),
+                "title": "Days left on the certificate of %s (status %s)"
+                % (endpoint.get("name"), endpoint.get("status")),
+                # A certificate that does not verify or match is no promise kept, whatever its dates.
+                "value": certificate.get("days_left") if endpoint.get("status") == "ok" else None,
+                "unit": "days",
+                "target": targets["tls_days_left"],
+                "compare": "ge",
+                "detail": ", ".join(p.get("code", "") for p in endpoint.get("problems", [])),
+                "evidence": "locksmith.ops.tls_check",
+            }
+        )
+    return promises
+
+
+def posture_promises(measured, targets=None):
+    """Promises from ``measured`` = {lynis: {host: {baseline, after}}, backups: {host: pg_backup_info result},
+    drill: report, drill_evidence: path, tls: [tls_check endpoints]}; each key optional."""
+    if not isinstance(measured, dict):
+        raise AnsibleFilterError("posture_promises: expected a dict of measurements, got %s" % type(measured).__name__)
+    unknown = set(targets or {}) - set(DEFAULT_TARGETS)
+    if unknown:
+        raise AnsibleFilterError(
+            "posture_promises: unknown targets %s; known: %s" % (", ".join(sorted(unknown)), ", ".join(DEFAULT_TARGETS))
+        )
+    merged = dict(DEFAULT_TARGETS, **(targets or {}))
+    promises = []
+    promises += _lynis(measured.get("lynis") or {}, merged)
+    promises += _backups(measured.get("backups") or {}, merged)
+    if "drill" in measured:
+        promises += _drill(measured.get("drill"), measured.get("drill_evidence"), merged)
+    promises += _tls(measured.get("tls"), merged)
+    return promises
+
+
+class FilterModule:
+    def filters(self):
+        return {"posture_promises": posture_promises}

@@ -1,0 +1,70 @@
+"""posture_promises: measurements from the playbooks become posture_report promises; gaps stay visible."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.locksmith.ops.plugins.filter.posture_promises import posture_promises
+
+BACKUPS = {
+    "backups": [
+        {"complete": True, "valid": True, "destination": "s3:primary"},
+        {"complete": True, "valid": False, "destination": "s3:secondary"},
+        {"complete": False, "valid": False, "destination": "s3:secondary"},  # in progress: not counted
+    ],
+    "rpo_seconds": {"app": 420},
+    "newest_good": {"app": {"location": "s3://primary/db1/app/x"}},
+}
+
+
+def by_name(promises):
+    return {p["name"]: p for p in promises}
+
+
+def test_every_measurement_becomes_a_promise():
+    promises = by_name(
+        posture_promises(
+            {
+                "lynis": {"db1": {"baseline": {"hardening_index": 58}, "after": {"hardening_index": 81}}},
+                "backups": {"db1": BACKUPS},
+                "drill": {"database": "app", "verified": True, "rto_seconds": 12.5, "phases": {"restore": 9}},
+                "drill_evidence": "/r/drill.json",
+                "tls": [{"name": "web1:443", "status": "ok", "certificate": {"days_left": 89}, "problems": []}],
+            },
+            {"rpo_seconds": 3600},
+        )
+    )
+    assert promises["lynis_db1"]["value"] == 81 and promises["lynis_db1"]["baseline"] == 58
+    assert promises["backup_success_db1"]["value"] == 50.0
+    assert promises["backup_success_db1"]["detail"] == "1 of 2, across 2 destinations"
+    assert promises["rpo_db1_app"]["value"] == 420 and promises["rpo_db1_app"]["target"] == 3600
+    assert promises["rpo_db1_app"]["evidence"] == "s3://primary/db1/app/x"
+    assert promises["drill_rto"]["value"] == 12.5 and promises["drill_rto"]["evidence"] == "/r/drill.json"
+    assert promises["tls_web1:443"]["value"] == 89
+
+
+def test_unverified_drill_and_failing_tls_have_no_value():
+    promises = by_name(
+        posture_promises(
+            {
+                "drill": {"verified": False, "rto_seconds": 5},
+                "tls": [{"name": "web1:443", "status": "critical", "certificate": {"days_left": 300},
+                         "problems": [{"code": "untrusted"}]}],
+            }
+        )
+    )  # fmt: skip
+    assert promises["drill_rto"]["value"] is None
+    assert promises["tls_web1:443"]["value"] is None and promises["tls_web1:443"]["detail"] == "untrusted"
+
+
+def test_a_host_without_backups_or_lynis_is_unmeasured_not_skipped():
+    promises = by_name(posture_promises({"lynis": {"web1": {}}, "backups": {"db1": {"backups": []}}}))
+    assert promises["lynis_web1"]["value"] is None
+    assert promises["backup_success_db1"]["value"] is None
+    assert "drill_rto" not in promises  # no drill was asked for
+
+
+def test_unknown_target_is_named():
+    with pytest.raises(AnsibleFilterError, match="unknown targets rpo; known: lynis_index"):
+        posture_promises({}, {"rpo": 1})
+    with pytest.raises(AnsibleFilterError, match="expected a dict of measurements, got list"):
+        posture_promises([])
