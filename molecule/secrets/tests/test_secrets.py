@@ -1,0 +1,48 @@
+"""Verify the secrets role in a systemd container: env files, restart/reload on change only, the timer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def _store():
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets.json"
+    return json.loads(path.read_text(encoding="utf-8"))["secrets"]
+
+
+def _current(name, field):
+    return _store()[name]["current"]["value"][field]
+
+
+def test_env_files_hold_the_current_values_privately(host):
+    db = host.file("/etc/demo-app/db.env")
+    assert db.user == "demo-app" and db.group == "demo-app" and db.mode == 0o600
+    assert f"DB_PASSWORD={_current('molecule/db', 'value')}\n" in db.content_string
+    hook = host.file("/etc/demo-app/webhook.env")
+    assert hook.user == "demo-app" and hook.group == "root" and hook.mode == 0o640
+    assert f"WEBHOOK_KEY={_current('molecule/webhook', 'key')}\n" in hook.content_string
+
+
+def test_service_restarted_and_reloaded_once_over_converge_idempotence_and_check(host):
+    # converge wrote both files: one restart, one reload; idempotence and check changed nothing.
+    starts = host.file("/var/lib/demo-app/starts.log").content_string.splitlines()
+    expected = hashlib.sha256(_current("molecule/db", "value").encode()).hexdigest()
+    assert starts == [f"{expected}  -"]  # the service started with the value from the store
+    assert host.file("/var/lib/demo-app/reloads.log").content_string.splitlines() == ["reload"]
+
+
+def test_timer_runs_the_given_command(host):
+    assert host.service("locksmith-secrets-rotate.timer").is_enabled
+    assert host.run("systemctl is-active locksmith-secrets-rotate.timer").stdout.strip() == "active"
+    unit = host.file("/etc/systemd/system/locksmith-secrets-rotate.service")
+    assert unit.mode == 0o644
+    run = host.run("systemctl start locksmith-secrets-rotate.service")
+    assert run.rc == 0, run.stderr
+    # systemd quoting kept $$ and %% literal for the shell: $PPID expanded by sh, the percent sign kept.
+    line = host.file("/var/lib/demo-app/schedule.log").content_string.splitlines()[-1]
+    assert line.startswith("scheduled run ") and line.endswith(" 100%")
+    assert line.split()[2].isdigit()
+    assert not host.file("/etc/cron.d/locksmith-secrets-rotate").exists

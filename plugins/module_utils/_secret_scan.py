@@ -1,0 +1,170 @@
+# Copyright: (c) 2026, locksmith.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
+"""Find secrets left in files: detect-secrets' plugins plus a rule for env files.
+
+A finding is (file, line, type) and nothing else: the matched value is never copied out of the
+scanner, and no hash of it either, because a hash of a short password can be reversed by guessing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import traceback
+
+from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
+
+try:
+    from detect_secrets import __version__ as _ds_version
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_file
+    from detect_secrets.settings import default_settings
+except ImportError:
+    HAS_DETECT_SECRETS = False
+    DETECT_SECRETS_IMPORT_ERROR = traceback.format_exc()
+    DETECT_SECRETS_VERSION = None
+else:
+    HAS_DETECT_SECRETS = True
+    DETECT_SECRETS_IMPORT_ERROR = None
+    DETECT_SECRETS_VERSION = _ds_version.VERSION
+
+ENV_FILE_TYPE = "Env File Value"
+# Never scanned: git's object store holds every old version, and scanning it would report each secret again.
+ALWAYS_EXCLUDED_DIRS = (".git",)
+# KEY=value, optionally after `export`, as docker compose, systemd EnvironmentFile and dotenv read them.
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*?)\s*$")
+
+
+class SecretScanError(LocksmithError):
+    """A path or option of the scan is unusable; the message names it and the fix."""
+
+
+def secret_scan_argument_spec():
+    """Options of the secret_scan module."""
+    return dict(
+        paths=dict(type="list", elements="path", required=True),
+        exclude=dict(type="list", elements="str", default=[]),
+        env_file_patterns=dict(type="list", elements="str", default=[".env", "*.env"]),
+        disable_plugins=dict(type="list", elements="str", default=[]),
+        max_file_size_bytes=dict(type="int", default=5242880),
+        fail_on_findings=dict(type="bool", default=True),
+    )
+
+
+def plugin_names():
+    """Class names of every detect-secrets plugin, as disable_plugins takes them."""
+    return sorted(cls.__name__ for cls in get_mapping_from_secret_type_to_class().values())
+
+
+def env_value_is_set(raw: str) -> bool:
+    """Whether the right-hand side of an env assignment holds a value (quotes and trailing comment removed)."""
+    value = raw
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = value.find(quote, 1)
+        value = value[1:end] if end > 0 else value[1:]
+    else:
+        value = re.split(r"\s+#", value, maxsplit=1)[0]
+    return value.strip() != ""
+
+
+def env_file_lines(path: str) -> list[int]:
+    """Line numbers (from 1) of the assignments with a non-empty value in an env file."""
+    found = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.lstrip().startswith("#"):
+                continue
+            match = _ENV_LINE.match(line)
+            if match and env_value_is_set(match.group(2)):
+                found.append(number)
+    return found
+
+
+def _matches(relative: str, patterns) -> bool:
+    """Whether a path relative to the scanned root, or its last component, matches one of the globs."""
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def iter_files(root: str, exclude):
+    """Regular files under ``root`` (or ``root`` itself), as (path, skip_reason or None), sorted.
+
+    ``root`` itself may be a symlink (the user named it); links below it are not followed, as they may point
+    anywhere on the host.
+    """
+    if os.path.isfile(root):
+        yield root, None
+        return
+    for current, dirs, files in os.walk(root):
+        rel_dir = os.path.relpath(current, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirs[:] = sorted(d for d in dirs if d not in ALWAYS_EXCLUDED_DIRS and not _matches(rel_dir + d, exclude))
+        for name in sorted(files):
+            if _matches(rel_dir + name, exclude):
+                continue
+            path = os.path.join(current, name)
+            yield path, ("symlink, not followed" if os.path.islink(path) else None)
+
+
+def validate(params) -> None:
+    """Check the options without reading any file but the paths' existence."""
+    for index, path in enumerate(params["paths"]):
+        if not os.path.exists(path) and not os.path.islink(path):
+            raise SecretScanError(
+                "paths[%d] '%s' does not exist; give an existing file or directory, or remove it from paths"
+                % (index, path),
+                path=path,
+            )
+    unknown = sorted(set(params["disable_plugins"]) - set(plugin_names()))
+    if unknown:
+        raise SecretScanError(
+            "disable_plugins names unknown detect-secrets plugins %s; use names from: %s"
+            % (", ".join(unknown), ", ".join(plugin_names())),
+            unknown_plugins=unknown,
+        )
+    if params["max_file_size_bytes"] <= 0:
+        raise SecretScanError("max_file_size_bytes is %d; set a positive size in bytes" % params["max_file_size_bytes"])
+
+
+def scan(params) -> dict:
+    """Scan every path; -> {findings, files_scanned, skipped}. Findings carry no value and no hash."""
+    validate(params)
+    findings = set()
+    skipped = []
+    scanned = 0
+    with default_settings() as settings:
+        settings.disable_plugins(*params["disable_plugins"])
+        for root in params["paths"]:
+            for path, reason in iter_files(root, params["exclude"]):
+                if reason is None and not os.access(path, os.R_OK):
+                    reason = "not readable by this user"
+                if reason is None and os.path.getsize(path) > params["max_file_size_bytes"]:
+                    reason = "larger than max_file_size_bytes"
+                if reason is not None:
+                    skipped.append({"file": path, "reason": reason})
+                    continue
+                scanned += 1
+                for secret in scan_file(path):
+                    findings.add((path, secret.line_number, secret.type))
+                if _matches(os.path.basename(path), params["env_file_patterns"]):
+                    findings.update((path, line, ENV_FILE_TYPE) for line in env_file_lines(path))
+    return {
+        "findings": [{"file": f, "line": n, "type": t} for f, n, t in sorted(findings)],
+        "files_scanned": scanned,
+        "skipped": skipped,
+    }
+
+
+def failure_message(findings, limit: int = 20) -> str:
+    """The fail_json message: every file:line (up to ``limit``) with its type, then the fix."""
+    shown = ", ".join("%s:%d (%s)" % (f["file"], f["line"], f["type"]) for f in findings[:limit])
+    more = " and %d more" % (len(findings) - limit) if len(findings) > limit else ""
+    return (
+        "found %d possible secret(s): %s%s; move each value to the secret store and rotate it, or, for a "
+        "false positive, add the path to exclude (a glob) or the plugin to disable_plugins"
+        % (len(findings), shown, more)
+    )
