@@ -61,7 +61,12 @@ def tool_version(path):
 
 
 def dump_env(params, dbname):
-    """libpq environment for pg_dump: the password never appears on a command line."""
+    """libpq environment for pg_dump: the password never appears on a command line.
+
+    What the module's options set overrides the environment; what they leave unset keeps the PG* variable
+    the module's own connection also honours (e.g. PGPASSWORD injected by an AWX credential), so pg_dump
+    reaches the same server as the same user.
+    """
     env = dict(os.environ)
     kwargs = _postgres.connect_kwargs(params, dbname)
     mapping = {
@@ -76,7 +81,6 @@ def dump_env(params, dbname):
         "application_name": "PGAPPNAME",
     }
     for key, var in mapping.items():
-        env.pop(var, None)
         if kwargs.get(key) is not None:
             env[var] = str(kwargs[key])
     return env

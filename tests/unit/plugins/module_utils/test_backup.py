@@ -39,6 +39,14 @@ def test_dump_args_quote_every_name_and_pass_no_secret():
     assert not any("s3cret" in a for a in args)
 
 
+def test_dump_env_keeps_what_the_options_leave_to_libpq(monkeypatch):
+    # An AWX credential injects PGPASSWORD; the module's own connection honours it, so pg_dump must too.
+    monkeypatch.setenv("PGPASSWORD", "from-awx")
+    monkeypatch.setenv("PGHOST", "elsewhere")
+    env = _pg_dump.dump_env(dict(params(), login_host="db"), "app")
+    assert env["PGPASSWORD"] == "from-awx" and env["PGHOST"] == "db"
+
+
 @pytest.mark.parametrize(
     ("over", "match"),
     [
