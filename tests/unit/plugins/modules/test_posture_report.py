@@ -47,9 +47,9 @@ def test_judges_each_promise_and_writes_three_files(tmp_path):
     assert not [attrs for tag, attrs in parser.tags if tag in ("script", "link", "img")]  # self-contained
     # The measured bar of the missed promise is red and longer than its target line.
     rto_chart = re.findall(r"<svg[^>]*Drill RTO.*?</svg>", page)[0]
-    bar = float(re.search(r'width="([\d.]+)" height="12" fill="#c62828"', rto_chart).group(1))
+    measured_width = float(re.search(r'width="([\d.]+)" height="12" fill="#c62828"', rto_chart).group(1))
     target = float(re.search(r'x="([\d.]+)" y="1"', rto_chart).group(1))
-    assert bar > target
+    assert measured_width > target
 
 
 def test_second_run_on_the_same_figures_changes_nothing(tmp_path):
