@@ -1,14 +1,24 @@
 """pgbench TPC-B-like TPS with no audit, our row audit (full and diff_only), and a naive reference trigger.
 
 One throwaway PostgreSQL 15 cluster, one pgbench database (scale 10), 2 clients, a fixed number of
-transactions per client. The four variants run interleaved for several rounds on the same data so that
-drift (log growth, the machine's other load) hits them alike; the median TPS of each is compared.
+transactions per client. The four variants run interleaved (ABCD ABCD ...) for several rounds on the same
+data so that drift and the machine's other load hit them alike; before every run both logs are emptied,
+pgbench's history is truncated, its small tables vacuumed and a CHECKPOINT taken, so every run starts from
+the same state. The median TPS and the median server CPU per transaction of each variant are compared,
+side by side, with the load average of the machine during the runs.
 
 The reference is written here, in the style of supabase's supa_audit: a plpgsql trigger that stores
 to_jsonb(NEW) and to_jsonb(OLD) whole into one unpartitioned table (bigserial primary key, BRIN on the
 time, btree on the table oid). Ours is installed by module_utils/_audit.py exactly as the module does.
 
-    .venv/bin/python benchmarks/audit_trigger_overhead.py [--transactions 1000] [--rounds 5] [--fsync]
+    .venv/bin/python benchmarks/audit_trigger_overhead.py [--transactions 2000] [--rounds 5] [--fsync]
+    .venv/bin/python benchmarks/audit_trigger_overhead.py --per-row    # where a row's cost goes
+
+--per-row measures, instead, the CPU time of one backend (from /proc/PID/schedstat, which other load on
+the machine disturbs far less than wall time) per row of one UPDATE of 20 000 rows, for the triggers and
+for stripped-down trigger functions that isolate one cost each: the INSERT into a copy of the log without
+indexes, with our two indexes, into the partitioned log itself, and our function without its SET
+search_path. Minimum of 5 runs in each of 2 interleaved passes.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,20 +119,140 @@ def server_cpu_seconds(cluster):
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
+def reset(cluster):
+    """Same starting state for every run: empty logs and history, vacuumed small tables, a checkpoint."""
+    for statement in (
+        "TRUNCATE audit.log, naive_audit.record_version, pgbench_history",
+        "VACUUM pgbench_branches, pgbench_tellers",
+        "CHECKPOINT",
+    ):
+        cluster.query(statement, dbname="bench")
+
+
+def backends_gone(cluster):
+    """Wait until pgbench's backends have exited and been reaped, so their CPU time is counted."""
+    for _attempt in range(100):
+        if not cluster.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbench'"):
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
 def run_once(cluster, transactions):
     """(TPS, server CPU microseconds per transaction) of one pgbench run."""
+    reset(cluster)
     before = server_cpu_seconds(cluster)
     out = pgbench(cluster, "-n", "-c", "2", "-j", "2", "-t", str(transactions), "bench")
+    backends_gone(cluster)
     cpu = server_cpu_seconds(cluster) - before
     tps = float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
     return tps, cpu * 1e6 / (2 * transactions)
 
 
+def log_size(cluster, variant):
+    """(rows, pretty size) of the log the variant writes, right after its run."""
+    if variant == "naive":
+        query = (
+            "SELECT count(*), pg_size_pretty(pg_total_relation_size('naive_audit.record_version')) "
+            "FROM naive_audit.record_version"
+        )
+    else:
+        query = (
+            "SELECT (SELECT count(*) FROM audit.log), pg_size_pretty(sum(pg_total_relation_size(inhrelid))) "
+            "FROM pg_inherits WHERE inhparent = 'audit.log'::regclass"
+        )
+    return tuple(cluster.query(query, dbname="bench")[0])
+
+
+def paired(results, variant, base):
+    """Median of the per-round ratios variant/base: runs of one round are seconds apart, so drift cancels."""
+    return statistics.median(a / b for a, b in zip(results[variant], results[base], strict=True))
+
+
+PER_ROW_SETUP = [
+    "CREATE SCHEMA parts",
+    "CREATE TABLE parts.bare (LIKE audit.log INCLUDING DEFAULTS)",
+    "CREATE TABLE parts.indexed (LIKE audit.log INCLUDING DEFAULTS)",
+    "CREATE INDEX ON parts.indexed USING brin (logged_at)",
+    "CREATE INDEX ON parts.indexed (schema_name, table_name, record_key)",
+]
+# The same INSERT our function runs, minus the row data: only the cost of writing one entry.
+INSERT_ONLY = """CREATE FUNCTION parts.insert_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {table} (transaction_id, operation, capture, schema_name, table_name, record_key, db_role,
+                         session_role, application_name, client_addr, app_user_id)
+    VALUES (txid_current(), TG_OP, 'row', TG_TABLE_SCHEMA, TG_TABLE_NAME, jsonb_build_object('aid', NEW.aid),
+            current_user, session_user, current_setting('application_name'), inet_client_addr(), NULL);
+    RETURN NULL;
+END $$"""
+FULL_ARGS = "'false', 'app.user_id', '{}', '{}', 'aid'"
+
+
+def per_row(cluster, rows=20000, repeat=5):
+    """Backend CPU microseconds per updated row of pgbench_accounts, per trigger function."""
+    for statement in PER_ROW_SETUP:
+        cluster.query(statement, dbname="bench")
+    for name, table in (("bare", "parts.bare"), ("indexed", "parts.indexed"), ("log", "audit.log")):
+        cluster.query(INSERT_ONLY.format(name=name, table=table), dbname="bench")
+    body = cluster.query("SELECT pg_get_functiondef('audit.log_row'::regproc)", dbname="bench")[0][0]
+    body = body.replace("audit.log_row()", "parts.log_row_no_search_path()").replace(" SET search_path TO ''", "")
+    cluster.query(body, dbname="bench")
+    set_variant(cluster, "diff_only")
+    raw = cluster.query(
+        "SELECT encode(tgargs, 'escape'), tgnargs FROM pg_trigger WHERE tgname = 'locksmith_audit_update' "
+        "AND tgrelid = 'pgbench_accounts'::regclass",
+        dbname="bench",
+    )[0]
+    diff_args = ", ".join("'%s'" % a.replace("'", "''") for a in raw[0].split("\\000")[: raw[1]])
+    set_variant(cluster, "none")
+    cases = [
+        ("no trigger", None, ""),
+        ("naive reference", "naive_audit.log()", ""),
+        ("ours, full", "audit.log_row", FULL_ARGS),
+        ("ours, diff_only", "audit.log_row", diff_args),
+        ("ours, full, no SET search_path", "parts.log_row_no_search_path", FULL_ARGS),
+        ("INSERT only: log copy, no index", "parts.insert_bare", ""),
+        ("INSERT only: copy + BRIN + btree", "parts.insert_indexed", ""),
+        ("INSERT only: partitioned log", "parts.insert_log", ""),
+    ]
+    conn = cluster.connect("bench")
+    results = {}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            stat = Path("/proc/%d/schedstat" % cur.fetchone()[0])
+            for _pass in range(2):
+                for label, function, args in cases:
+                    cur.execute("DROP TRIGGER IF EXISTS per_row ON pgbench_accounts")
+                    if function:
+                        cur.execute(
+                            "CREATE TRIGGER per_row AFTER UPDATE ON pgbench_accounts FOR EACH ROW "
+                            "EXECUTE FUNCTION %s(%s)" % (function.replace("()", ""), args)
+                        )
+                    for _run in range(repeat):
+                        before = int(stat.read_text().split()[0])
+                        cur.execute("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= %s", (rows,))
+                        used = (int(stat.read_text().split()[0]) - before) / 1000 / rows
+                        results[label] = min(results.get(label, used), used)
+                    cur.execute("TRUNCATE audit.log, naive_audit.record_version, parts.bare, parts.indexed")
+                    cur.execute("CHECKPOINT")
+    finally:
+        conn.close()
+    base = results["no trigger"]
+    print(
+        f"backend CPU per updated row, one UPDATE of {rows} rows, min of {repeat} x 2 passes; load average "
+        f"{' '.join('%.2f' % x for x in os.getloadavg())}"
+    )
+    for label, _function, _args in cases:
+        print(f"{label:>34}: {results[label]:6.1f} us/row, trigger {results[label] - base:6.1f} us/row")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transactions", type=int, default=1000, help="transactions per client per run")
+    parser.add_argument("--transactions", type=int, default=2000, help="transactions per client per run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fsync", action="store_true", help="run with fsync=on (the harness default is off)")
+    parser.add_argument("--per-row", action="store_true", help="measure where one row's trigger cost goes")
     args = parser.parse_args()
     cluster = PostgresCluster().start()
     try:
@@ -133,20 +264,29 @@ def main():
         for statement in NAIVE:
             cluster.query(statement, dbname="bench")
         set_variant(cluster, "full")  # creates the audit schema once, outside the timed runs
+        if args.per_row:
+            per_row(cluster)
+            return
         variants = ["none", "full", "diff_only", "naive"]
         tps = {v: [] for v in variants}
         cpu = {v: [] for v in variants}
+        sizes = {}
+        load_before = os.getloadavg()
         for _round in range(args.rounds):
             for variant in variants:
                 set_variant(cluster, variant)
                 result = run_once(cluster, args.transactions)
                 tps[variant].append(result[0])
                 cpu[variant].append(result[1])
+                if variant != "none":
+                    sizes[variant] = log_size(cluster, variant)
+        load_after = os.getloadavg()
         med = {v: statistics.median(r) for v, r in tps.items()}
         cpu_med = {v: statistics.median(r) for v, r in cpu.items()}
         print(
             f"pgbench scale 10, 2 clients, {args.transactions} transactions/client, {args.rounds} rounds, "
-            f"fsync={'on' if args.fsync else 'off'}"
+            f"fsync={'on' if args.fsync else 'off'}; load average (1, 5, 15 min) before "
+            f"{' '.join('%.2f' % x for x in load_before)}, after {' '.join('%.2f' % x for x in load_after)}"
         )
         print(f"{'variant':>10}  {'TPS median':>10}  {'server CPU us/txn':>17}  TPS per round")
         for variant in variants:
@@ -160,24 +300,17 @@ def main():
             tps_ratio = med[variant] / med["none"]
             cpu_ratio = cpu_med["none"] / cpu_med[variant]
             print(
-                f"{label:>16}: TPS ratio {tps_ratio:.3f} (cost {1 - tps_ratio:.1%}); "
-                f"CPU ratio {cpu_ratio:.3f} (cost {1 - cpu_ratio:.1%})"
+                f"{label:>16}: TPS ratio {tps_ratio:.3f} (cost {1 - tps_ratio:.1%}), same-round ratios' median "
+                f"{paired(tps, variant, 'none'):.3f}; CPU ratio {cpu_ratio:.3f} (cost {1 - cpu_ratio:.1%})"
             )
         print(
-            f"diff_only vs naive: TPS ratio {med['diff_only'] / med['naive']:.3f}, "
-            f"CPU ratio {cpu_med['naive'] / cpu_med['diff_only']:.3f} (target >= 1.0)"
+            f"diff_only vs naive: TPS ratio {med['diff_only'] / med['naive']:.3f}, same-round ratios' median "
+            f"{paired(tps, 'diff_only', 'naive'):.3f}, CPU ratio {cpu_med['naive'] / cpu_med['diff_only']:.3f} "
+            "(target >= 1.0)"
         )
         print("targets: full row audit cost <= 25%; diff_only no slower than naive")
-        rows = cluster.query("SELECT count(*) FROM audit.log", dbname="bench")[0][0]
-        size = cluster.query(
-            "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits "
-            "WHERE inhparent = 'audit.log'::regclass",
-            dbname="bench",
-        )[0][0]
-        naive_size = cluster.query(
-            "SELECT pg_size_pretty(pg_total_relation_size('naive_audit.record_version'))", dbname="bench"
-        )[0][0]
-        print(f"audit.log: {rows} rows, {size}; naive table: {naive_size}")
+        for variant in ("full", "diff_only", "naive"):
+            print(f"log after one {variant} run: {sizes[variant][0]} rows, {sizes[variant][1]}")
     finally:
         cluster.stop()
 

@@ -143,7 +143,8 @@ def _migration_steps(audit_schema: str, from_version: int) -> list:
 def _partition_actions(conn, params: dict, schema_state: dict) -> list:
     """[(action, partition name)] that maintain() would run now."""
     audit_schema = params["audit_schema"]
-    if schema_state["version"] == LATEST_VERSION:
+    # partition_plan() exists since version 1; an upgrade reads it before the migration runs.
+    if schema_state["version"] >= 1:
         rows = fetch_all(
             conn,
             sql.SQL("SELECT action, partition_name FROM {}.partition_plan(%(ahead)s, %(days)s)").format(

@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 from psycopg2 import errors, sql
 
+from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS
 from tests.harness.ansible import run_module_inprocess
 
 MODULE = "audit_trigger"
@@ -114,7 +115,7 @@ def test_sequence_through_ansible_playbook(pg_cluster, shop, ansible):
 
     names = [r[0] for r in triggers(pg_cluster, shop["db"])]
     assert names == ["locksmith_audit_" + op for op in ("delete", "insert", "truncate", "update")]
-    assert q(pg_cluster, shop["db"], "SELECT max(version) FROM audit.schema_version") == [(1,)]
+    assert q(pg_cluster, shop["db"], "SELECT max(version) FROM audit.schema_version") == [(LATEST_VERSION,)]
     secdef = q(
         pg_cluster,
         shop["db"],
@@ -213,7 +214,7 @@ def test_check_mode_predicts_and_changes_nothing(pg_cluster, shop):
     assert predicted["changed"] is True
     assert not schema_exists(pg_cluster, db) and triggers(pg_cluster, db) == []
     assert predicted["diff"]["before"]["audit_schema"]["version"] == 0
-    assert predicted["diff"]["after"]["audit_schema"]["version"] == 1
+    assert predicted["diff"]["after"]["audit_schema"]["version"] == LATEST_VERSION
     assert set(predicted["diff"]["after"]["tables"]["public.users"]) == {
         "locksmith_audit_" + op for op in ("insert", "update", "delete", "truncate")
     }
@@ -412,7 +413,7 @@ def test_schema_mode_drift_and_info(pg_cluster, shop, tmp_path):
     assert ("locksmith_audit_insert", "O") in triggers(pg_cluster, db)
 
     seen = info(pg_cluster, db)
-    assert seen["changed"] is False and seen["exists"] is True and seen["schema_version"] == 1
+    assert seen["changed"] is False and seen["exists"] is True and seen["schema_version"] == LATEST_VERSION
     assert set(seen["tables"]) == {"public.events", "public.users", "public.extra"}
     assert seen["tables"]["public.users"]["locksmith_audit_update"]["primary_key"] == ["id"]
     assert seen["log_size_bytes"] > 0
@@ -450,3 +451,72 @@ def test_failures_name_the_input(pg_cluster, shop):
     assert bad_info["failed"] and bad_info["msg"].startswith("audit_schema ")
     foreign_info = info(pg_cluster, db)
     assert foreign_info["failed"] and "was not created by locksmith.ops" in foreign_info["msg"]
+
+
+def _install_version_1(cluster, database):
+    """The audit schema exactly as a release with only migration 1 left it."""
+    conn = cluster.connect(database)
+    try:
+        with conn.cursor() as cur:
+            for text in MIGRATIONS[0][2]:
+                cur.execute(sql.SQL(text).format(s=sql.Identifier("audit"), s_lit=sql.Literal("audit")))
+            cur.execute("INSERT INTO audit.schema_version (version, description) VALUES (1, %s)", (MIGRATIONS[0][1],))
+    finally:
+        conn.close()
+
+
+def test_upgrade_from_version_1_is_one_idempotent_migration(pg_cluster, shop):
+    db = shop["db"]
+    assert LATEST_VERSION >= 2
+    _install_version_1(pg_cluster, db)
+    # A version 1 module run: partitions (with their CHECK copies), triggers and an entry with old rows.
+    q(pg_cluster, db, "SELECT * FROM audit.maintain(90, 1)")
+    trigger = "CREATE TRIGGER {} AFTER {} ON users FOR EACH {} EXECUTE FUNCTION audit.{}"
+    for name, event in (("insert", "INSERT"), ("update", "UPDATE"), ("delete", "DELETE")):
+        call = "log_row('false', 'app.user_id', '{}', '{}', 'id')"
+        q(pg_cluster, db, trigger.format("locksmith_audit_" + name, event, "ROW", call))
+    q(
+        pg_cluster,
+        db,
+        trigger.format("locksmith_audit_truncate", "TRUNCATE", "STATEMENT", "log_statement('app.user_id')"),
+    )
+    q(pg_cluster, db, "INSERT INTO users VALUES (1, 'ann', 'h')")
+    checks = "SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND connamespace = 'audit'::regnamespace"
+    assert q(pg_cluster, db, checks)[0][0] >= 4  # the log, its default and monthly partitions
+
+    args = {"tables": ["users"], "operations": ["insert", "update", "delete", "truncate"], "partitions_ahead": 1}
+    predicted = run(pg_cluster, db, check=True, diff=True, **args)
+    assert predicted["changed"] is True
+    assert predicted["actions"] == ["migrate audit schema audit to version 2 (%s)" % MIGRATIONS[1][1]]
+    assert predicted["diff"]["before"]["audit_schema"]["version"] == 1
+    assert predicted["diff"]["after"]["audit_schema"]["version"] == LATEST_VERSION
+    # Existing partitions are neither predicted as created nor touched.
+    assert (
+        predicted["diff"]["after"]["audit_schema"]["partitions"]
+        == predicted["diff"]["before"]["audit_schema"]["partitions"]
+    )
+    assert q(pg_cluster, db, "SELECT max(version) FROM audit.schema_version") == [(1,)]
+
+    upgraded = run(pg_cluster, db, **args)
+    assert upgraded["changed"] is True and upgraded["actions"] == predicted["actions"]
+    assert q(pg_cluster, db, "SELECT max(version) FROM audit.schema_version") == [(LATEST_VERSION,)]
+    assert q(pg_cluster, db, checks) == [(0,)]
+    again = run(pg_cluster, db, **args)
+    assert again["changed"] is False and again["executed_queries"] == []
+
+    # The triggers made by version 1 were kept (same arguments) and now run the new function.
+    q(pg_cluster, db, "UPDATE users SET name = 'anna'; DELETE FROM users")
+    rows = log_rows(pg_cluster, db)
+    assert [(r[0], r[4], r[5], r[6]) for r in rows] == [
+        ("INSERT", {"id": 1}, None, {"id": 1, "name": "ann", "password_hash": "h"}),
+        (
+            "UPDATE",
+            {"id": 1},
+            {"id": 1, "name": "ann", "password_hash": "h"},
+            {"id": 1, "name": "anna", "password_hash": "h"},
+        ),
+        ("DELETE", {"id": 1}, {"id": 1, "name": "anna", "password_hash": "h"}, None),
+    ]
+    # A partition created after the upgrade has no CHECK copy either.
+    q(pg_cluster, db, "SELECT audit.create_partition('2020-01-01')")
+    assert q(pg_cluster, db, checks) == [(0,)]
