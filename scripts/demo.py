@@ -1,7 +1,7 @@
 """`make demo` and `make demo-clean`: the embedded default site.
 
 `up` starts (or reuses) the embedded services on 127.0.0.1, runs the demo playbook against
-inventories/demo exactly as a user runs a playbook, and prints the posture report. `clean` stops
+inventories/smoke exactly as a user runs a playbook, and prints the posture report. `clean` stops
 and removes everything `up` created, and nothing else. State (ports, pids) is kept in
 .build/demo/state.json so a second `up` reuses what is running.
 """
@@ -32,7 +32,7 @@ STATE_FILE = STATE_DIR / "state.json"
 # PostgreSQL runs as `postgres`, which may not be able to enter the clone (e.g. under /root).
 DATA_DIR = Path(os.environ.get("LOCKSMITH_DEMO_DATA", "/var/tmp/locksmith-demo"))
 PLAYBOOK = REPO / "playbooks" / "smoke.yml"
-INVENTORY = REPO / "inventories" / "demo"
+INVENTORY = REPO / "inventories" / "smoke"
 BAO_TOKEN = "locksmith-demo-root"  # dev-mode root token of a loopback-only throwaway server
 
 
