@@ -71,7 +71,7 @@ image: bootstrap
 	@molecule/build-image.sh
 
 # ---- checks ----------------------------------------------------------------------------------
-test: bootstrap
+test: bootstrap ee
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory changelog-lint
 	@$(MAKE) --no-print-directory sanity
@@ -84,9 +84,14 @@ lint: bootstrap
 	$(BIN)/bandit -q -c pyproject.toml -r plugins
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/python scripts/role_readme.py --check $(patsubst %/meta/argument_specs.yml,%,$(wildcard roles/*/meta/argument_specs.yml))
+	$(BIN)/python scripts/alert_table.py --check
 
 changelog-lint: bootstrap
 	$(BIN)/antsibull-changelog lint
+
+# execution-environment.yml: build the collection, `ansible-builder create` into .build/ee, check the context.
+ee: bootstrap
+	$(BIN)/python scripts/ee.py
 
 # ansible-test wants the collection under .../ansible_collections/<ns>/<name>, and skips every path with
 # a hidden component (such as .build), so sanity runs on a copy of the tracked files in a fresh temp dir.

@@ -44,7 +44,7 @@ def main() -> int:
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(run, args.scenarios))
-    failed = [(scenario, rc) for scenario, rc, _ in results if rc != 0]
+    failed = [(scenario, rc) for scenario, rc, _seconds in results if rc != 0]
     for scenario, _rc in failed:
         print(f"\n---- tail of .build/molecule/{scenario}.log ----")
         print("\n".join((LOG_DIR / f"{scenario}.log").read_text(errors="replace").splitlines()[-80:]))

@@ -236,7 +236,10 @@ def test_changed_ruleset_over_ssh_is_confirmed_and_kept(host, addresses):
         {"name": "https", "ports": [443], "public": True},
         {"name": "alt", "ports": [port], "sources": ["192.0.2.40"]},
     ]
-    rc, output = run_role(scenario_vars(addresses, firewall_services=extra), ssh_to=addresses["target"])
+    # A generous confirmation window: on a loaded machine the reconnect alone can take longer than the default
+    # 60 s, and this test is about a good ruleset being kept (the rollback has its own test below).
+    keep = scenario_vars(addresses, firewall_services=extra, firewall_confirm_timeout_seconds=300)
+    rc, output = run_role(keep, ssh_to=addresses["target"])
     assert rc == 0, output
     assert re.search(r"TASK \[locksmith\.ops\.firewall : Reconnect through the new ruleset\][^\[]*ok:", output), output
     assert f'tcp dport {port} counter packets 0 bytes 0 accept comment "alt"' in table(host)
