@@ -96,3 +96,68 @@ def test_index_below_minimum_fails_naming_the_variable(host, summary):
         run.stderr
     )
     assert host.file(SUMMARY_FILE).sha256sum == before
+
+
+METRICS_DIR = "/var/lib/prometheus/node-exporter"
+METRICS_FILE = f"{METRICS_DIR}/locksmith_lynis.prom"
+
+
+def _samples(text):
+    """{metric name: value} of the exposition text's sample lines, and its HELP/TYPE lines."""
+    samples, meta = {}, []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            meta.append(line)
+        elif line:
+            name, value = line.split()
+            samples[name] = value
+    return samples, meta
+
+
+def test_metric_file_holds_the_reported_index(host, report):
+    metric = host.file(METRICS_FILE)
+    assert (metric.user, metric.group, metric.mode) == ("root", "root", 0o644)
+    samples, meta = _samples(metric.content_string)
+    # docs/metrics.md: no labels, one gauge.
+    assert samples == {"locksmith_lynis_hardening_index": report["hardening_index"]}
+    assert "# TYPE locksmith_lynis_hardening_index gauge" in meta
+    # node_exporter reads only *.prom: nothing else of ours may end in .prom.
+    proms = host.check_output("find %s -maxdepth 1 -name '*.prom' -printf '%%f\\n'", METRICS_DIR).split()
+    assert [name for name in proms if "lynis" in name] == ["locksmith_lynis.prom"]
+
+
+def test_metric_follows_a_new_report_by_rename(host, report):
+    """Re-run the role on a copy of the report with another index: the .prom file is a new inode with it."""
+    index = int(report["hardening_index"])
+    other = index - 7
+    fake = "/var/lib/locksmith/lynis/other/lynis-report.dat"
+    host.run_expect([0], "install -d -m 0750 %s", os.path.dirname(fake))
+    host.run_expect([0], "sed 's/^hardening_index=.*/hardening_index=%s/' %s > %s", str(other), REPORT_FILE, fake)
+    inode_before = host.check_output("stat -c %%i %s", METRICS_FILE)
+    extra_vars = {
+        "lynis_audit_install_enabled": False,
+        "lynis_audit_audit_enabled": False,
+        "lynis_audit_summary_enabled": False,
+        "lynis_audit_report_file": fake,
+    }
+    run = subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--extra-vars",
+            json.dumps(extra_vars),
+            os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    samples, _meta = _samples(host.file(METRICS_FILE).content_string)
+    assert samples == {"locksmith_lynis_hardening_index": str(other)}
+    assert host.check_output("stat -c %%i %s", METRICS_FILE) != inode_before
+    # No temporary file is left under a name node_exporter would read.
+    assert host.check_output("find %s -maxdepth 1 -name '*.prom' -newer %s", METRICS_DIR, fake) == METRICS_FILE
