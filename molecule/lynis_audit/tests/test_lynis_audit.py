@@ -31,6 +31,25 @@ def summary(host):
     return json.loads(host.file(SUMMARY_FILE).content_string)
 
 
+def converge_with(extra_vars, timeout):
+    """Run the scenario's converge again through ansible-playbook with ``extra_vars``; return the process."""
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--extra-vars",
+            json.dumps(extra_vars),
+            os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        timeout=timeout,
+    )
+
+
 def test_lynis_runs_the_installed_package_version(host, report):
     assert host.package("lynis").is_installed
     shown = host.check_output("lynis show version")
@@ -74,21 +93,7 @@ def test_index_below_minimum_fails_naming_the_variable(host, summary):
         "lynis_audit_summary_enabled": False,
         "lynis_audit_min_index": index + 1,
     }
-    run = subprocess.run(
-        [
-            "ansible-playbook",
-            "--inventory",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "--extra-vars",
-            json.dumps(extra_vars),
-            os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-        timeout=120,
-    )
+    run = converge_with(extra_vars, timeout=120)
     assert run.returncode == 2, run.stdout + run.stderr
     # Failures go to stderr (molecule's ansible.cfg sets display_failed_stderr); the callback may wrap lines.
     failure = " ".join(run.stderr.split())
@@ -140,21 +145,7 @@ def test_metric_follows_a_new_report_by_rename(host, report):
         "lynis_audit_summary_enabled": False,
         "lynis_audit_report_file": fake,
     }
-    run = subprocess.run(
-        [
-            "ansible-playbook",
-            "--inventory",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "--extra-vars",
-            json.dumps(extra_vars),
-            os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-        timeout=300,
-    )
+    run = converge_with(extra_vars, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     samples, _meta = _samples(host.file(METRICS_FILE).content_string)
     assert samples == {"locksmith_lynis_hardening_index": str(other)}
