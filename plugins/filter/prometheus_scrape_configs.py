@@ -17,14 +17,23 @@ def _target(address, port):
     return "%s:%s" % (host, port)
 
 
-def prometheus_scrape_configs(jobs, groups, hostvars, address_var="monitoring_agents_listen_address"):
+def prometheus_scrape_configs(
+    jobs, groups, hostvars, address_var="monitoring_agents_listen_address", tls_config=None, basic_auth=None
+):
     """One scrape config per job whose inventory group has hosts; each target carries a `host` label.
 
-    Each job: job (name), group (inventory group), port, and optional scheme and metrics_path. A host's
-    address is its ``address_var`` host variable, else ``ansible_host``, else its inventory name.
+    Each job: job (name), group (inventory group), port, and optional scheme, metrics_path, tls and
+    basic_auth. A host's address is its ``address_var`` host variable, else ``ansible_host``, else its
+    inventory name. A job with ``tls`` true gets scheme https and ``tls_config`` when that is non-empty; a
+    job with ``basic_auth`` true gets ``basic_auth`` when that is non-empty.
     """
     if not isinstance(jobs, list):
         raise AnsibleFilterError("prometheus_scrape_configs: expected a list of jobs")
+    for name, value in (("tls_config", tls_config), ("basic_auth", basic_auth)):
+        if value is not None and not isinstance(value, dict):
+            raise AnsibleFilterError("prometheus_scrape_configs: %s must be a dict" % name)
+    if basic_auth and "password" in basic_auth:
+        raise AnsibleFilterError("prometheus_scrape_configs: basic_auth takes password_file, never an inline password")
     configs = []
     for index, job in enumerate(jobs):
         for key in ("job", "group", "port"):
@@ -47,6 +56,11 @@ def prometheus_scrape_configs(jobs, groups, hostvars, address_var="monitoring_ag
             config["scheme"] = job["scheme"]
         if job.get("metrics_path"):
             config["metrics_path"] = job["metrics_path"]
+        if job.get("tls") and tls_config:
+            config["scheme"] = "https"
+            config["tls_config"] = dict(tls_config)
+        if job.get("basic_auth") and basic_auth:
+            config["basic_auth"] = dict(basic_auth)
         configs.append(config)
     return configs
 

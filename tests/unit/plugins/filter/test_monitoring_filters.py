@@ -68,6 +68,35 @@ def test_targets_use_the_private_address_then_ansible_host_and_carry_the_host_la
     assert configs[1]["scheme"] == "https"
 
 
+def test_tls_and_basic_auth_go_only_to_the_jobs_that_ask_and_only_when_set():
+    jobs = [
+        {"job": "node", "group": "all", "port": 9100, "tls": True, "basic_auth": True},
+        {"job": "redis", "group": "database", "port": 9121, "tls": True},
+        {"job": "mtail", "group": "database", "port": 3903},
+    ]
+    tls = {"ca_file": "/etc/prometheus/exporters-ca.pem"}
+    auth = {"username": "prometheus", "password_file": "/etc/prometheus/scrape-basic-auth.password"}
+    node, redis, mtail = prometheus_scrape_configs(
+        jobs, GROUPS, HOSTVARS, "monitoring_agents_listen_address", tls, auth
+    )
+    assert (node["scheme"], node["tls_config"], node["basic_auth"]) == ("https", tls, auth)
+    assert (redis["scheme"], redis["tls_config"], "basic_auth" in redis) == ("https", tls, False)
+    assert not {"scheme", "tls_config", "basic_auth"} & set(mtail)
+    # Not configured on the server (the exporters still serve plain HTTP): plain scrapes, as before.
+    plain = prometheus_scrape_configs(jobs, GROUPS, HOSTVARS, "monitoring_agents_listen_address", {}, {})
+    assert all(not {"scheme", "tls_config", "basic_auth"} & set(c) for c in plain)
+    node["tls_config"]["ca_file"] = "changed"
+    assert tls["ca_file"] == "/etc/prometheus/exporters-ca.pem"  # each job gets its own copy
+
+
+def test_an_inline_scrape_password_is_refused():
+    jobs = [{"job": "node", "group": "all", "port": 9100, "basic_auth": True}]
+    with pytest.raises(AnsibleFilterError, match="password_file, never an inline password"):
+        prometheus_scrape_configs(jobs, GROUPS, HOSTVARS, "x", None, {"username": "u", "password": "p"})
+    with pytest.raises(AnsibleFilterError, match="tls_config must be a dict"):
+        prometheus_scrape_configs(jobs, GROUPS, HOSTVARS, "x", "/ca.pem", None)
+
+
 @pytest.mark.parametrize(
     ("jobs", "message"),
     [
