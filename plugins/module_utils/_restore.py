@@ -74,8 +74,11 @@ def restore_argument_spec():
                 sql=dict(type="str", required=True),
                 expected=dict(type="raw", required=True),
                 compare=dict(type="str", default="eq", choices=sorted(COMPARISONS)),
+                database=dict(type="str"),
             ),
         ),
+        databases=dict(type="list", elements="str", default=[]),
+        restore_globals=dict(type="bool", default=True),
         extensions=dict(type="list", elements="str", default=[]),
         roles=dict(type="list", elements="str", default=[]),
         check_row_counts=dict(type="bool", default=True),
@@ -127,15 +130,15 @@ def scratch_name(database, backup_id, mode):
     return "%s_%s_%s" % (prefix, database[:40], tag)
 
 
-def choose_backup(destinations, label, backup_id=None, stat_check=True):
+def choose_backup(destinations, label, backup_id=None, stat_check=True, all_databases=False):
     """(entry, skipped): the named backup, or the newest complete one whose artefacts pass the metadata check.
 
     ``skipped`` lists newer backups passed over, with why, so the report shows what was not restorable.
     """
-    if label == ALL_DATABASES_LABEL:
+    if label == ALL_DATABASES_LABEL and not all_databases:
         raise RestoreError(
-            "database 'all-databases': restoring an all-databases backup is not supported yet; "
-            "back up and restore each database on its own",
+            "database 'all-databases': an all-databases backup is not supported by the single-database restore; "
+            "it restores through _restore_cluster (database: all-databases)",
             option="database",
         )
     candidates = []

@@ -26,6 +26,16 @@ description:
     C(locksmith_drill_*) metrics (O(metrics_dir)) are written.
   - Never touched, by any mode, the backups and other databases; a drill never writes to an existing
     database; O(mode=recover) touches only O(target_database), after a safety backup.
+  - O(database=all-databases) restores a backup taken with O(locksmith.ops.pg_backup#module:all_databases) in
+    O(mode=drill) or O(mode=recover). Globals come first, where missing roles are created with their attributes,
+    settings, comment and (only when the dump holds one) password, memberships whose member was created
+    here are granted, missing tablespaces are created (recover only). Existing roles, the bootstrap
+    superuser and the login role are never altered. Each database (or those in O(databases)) is then
+    created from template0 with the owner, encoding, locale, settings and grants of its archive's
+    DATABASE entry, restored and verified against the manifest as a single database is. The backup's
+    SQL for globals is parsed and rebuilt with quoted identifiers; other statement shapes are skipped and
+    reported. A drill creates missing roles NOLOGIN and without password, and drops them and its scratch
+    databases afterwards.
 options:
   mode:
     description:
@@ -55,11 +65,15 @@ options:
   target_database:
     description:
       - Where to restore. For O(mode=drill) it must not exist yet.
+      - Not used with O(database=all-databases), where each database keeps its name (recover) or gets a scratch
+        name C(drill_<name>_<hex>) (drill).
     type: str
     version_added: 0.1.0
   confirm:
     description:
       - For O(mode=recover), exactly C(I understand this overwrites <target_database>).
+      - For O(database=all-databases), C(I understand this overwrites all-databases), or with O(databases) the
+        names as given joined by C(, ) (C(I understand this overwrites app, billing)).
     type: str
     default: ""
     version_added: 0.1.0
@@ -115,14 +129,33 @@ options:
         default: eq
         choices: [eq, ge, gt, le, lt, ne]
         version_added: 0.1.0
+      database:
+        description: With O(database=all-databases), the backed-up database the assertion runs in (required there).
+        type: str
+        version_added: 0.1.0
+  databases:
+    description:
+      - With O(database=all-databases), restore only these databases of the backup (all when empty).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.1.0
+  restore_globals:
+    description:
+      - With O(database=all-databases), restore the roles, memberships and tablespaces of the backup first.
+    type: bool
+    default: true
+    version_added: 0.1.0
   extensions:
-    description: Extensions that must exist in the restored database, beyond those named in the archive.
+    description:
+      - Extensions that must exist in the restored database, beyond those named in the archive.
+      - With O(database=all-databases) each database is checked for its archive's extensions only.
     type: list
     elements: str
     default: []
     version_added: 0.1.0
   roles:
-    description: Roles that must exist on the server, beyond the archive's object owners.
+    description: Roles that must exist on the server, beyond the archive's object owners (and the backup's roles).
     type: list
     elements: str
     default: []
@@ -268,6 +301,15 @@ EXAMPLES = r"""
       - type: local
         path: /var/backups/postgresql
 
+- name: Rebuild a lost server from its all-databases backup (roles first, then every database)
+  locksmith.ops.pg_backup_restore:
+    mode: recover
+    database: all-databases
+    confirm: I understand this overwrites all-databases
+    destinations:
+      - type: local
+        path: /var/backups/postgresql
+
 - name: Bring back one table beside the live one
   locksmith.ops.pg_backup_restore:
     mode: tables
@@ -281,7 +323,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 restore:
-  description: What was (or, in check mode, would be) restored from where into where.
+  description:
+    - What was (or, in check mode, would be) restored from where into where.
+    - With O(database=all-databases) also C(databases) (C(database), C(target_database), C(exists), C(relations),
+      C(action) create or replace) and C(globals) (C(roles_created), C(roles_existing), C(memberships_granted),
+      C(memberships_skipped), C(passwords_restored), C(tablespaces_created), C(tablespaces_existing),
+      C(skipped_statements)), predicted in check mode.
   returned: always
   type: dict
   sample: {mode: drill, id: 20261127T020000Z-1a2b, source: "destinations[0] local:/var/backups/postgresql",
@@ -313,6 +360,13 @@ safety_backup:
   returned: mode=recover when the target existed
   type: dict
   sample: {id: 20261127T030000Z-9c1d, location: /var/backups/postgresql/pre-restore/app/20261127T030000Z-9c1d}
+safety_backups:
+  description: With O(database=all-databases), the safety backups of the non-empty databases replaced.
+  returned: mode=recover of all-databases, not in check mode
+  type: list
+  elements: dict
+  sample:
+    - {database: app, id: 20261127T030000Z-9c1d, location: /var/backups/pre-restore/app/20261127T030000Z-9c1d}
 executed_queries:
   description: SQL statements run on the server (existence checks, CREATE/DROP DATABASE, counts, assertions).
   returned: always
@@ -330,6 +384,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils import (  # noqa: E4
     _pitr,
     _postgres,
     _restore,
+    _restore_cluster,
     _restore_flows,
     _stream,
 )
@@ -367,11 +422,15 @@ def main():
     try:
         if params["mode"] == "pitr":
             job = _pitr.PitrJob(params, warnings)
+        elif params["database"] == _restore_cluster.ALL_DATABASES_LABEL:
+            job = _restore_cluster.ClusterRestoreJob(params, warnings)
         else:
             job = _restore_flows.RestoreJob(params, warnings)
         plan = job.plan()
         result = {"changed": True, "restore": plan}
-        if module._diff:
+        if module._diff and hasattr(job, "diff"):
+            result["diff"] = job.diff(plan)
+        elif module._diff:
             result["diff"] = {
                 "before": {"target_database": plan["target_database"], "exists": plan["target_exists"]},
                 "after": {

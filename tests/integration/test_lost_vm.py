@@ -2,13 +2,15 @@
 docs/runbooks/recovery-lost-vm.md.
 
 Host A (a systemd container) gets PostgreSQL 15 through playbooks/postgresql_install.yml, an application
-database with owners, grants, an extension and data, and an encrypted backup to S3 (the moto fixture). The
-controller is the restore host, as in docs/dr.md: pg_backup and the dr_restore role run there and reach the
-containers' PostgreSQL over hostssl + scram-sha-256, so S3 is reached on 127.0.0.1 and the containers need no
-Python libraries beyond psycopg2. Host A is then destroyed. Host B is started, installed by the same
-playbook, and recovered with playbooks/dr_drill.yml in recover mode with the confirmation. The data (per-table
-row counts and an md5 of every row), the roles, the owners and the grants on B must equal A's. The measured
-RTO (loss to verified restore, B's provisioning included) is printed: run with `-s` to see it.
+database with owners, grants, an extension and data, and an encrypted all-databases backup (roles and every
+database) to S3 (the moto fixture). The controller is the restore host, as in docs/dr.md: pg_backup and the
+dr_restore role run there and reach the containers' PostgreSQL over hostssl + scram-sha-256, so S3 is reached on
+127.0.0.1 and the containers need no Python libraries beyond psycopg2. Host A is then destroyed. Host B is
+started, installed by the same playbook (no roles listed by hand), and recovered with playbooks/dr_drill.yml in
+recover mode of the all-databases backup with its confirmation: the roles come from the backup's globals, then
+each database with its owner. The data (per-table row counts and an md5 of every row), the roles, the owners and
+the grants on B must equal A's. The measured RTO (loss to verified restore, B's provisioning included) is
+printed: run with `-s` to see it.
 
 Select it with `pytest -m slow tests/integration/test_lost_vm.py`; it skips when podman cannot run
 containers here. Most of its time is apt installing PostgreSQL in the two containers: about 20 s each on a
@@ -20,22 +22,19 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.harness.ansible import REPO, ansible_env
+from tests.harness.ansible import REPO
 from tests.harness.podman import PodmanHosts, ensure_image, podman_env, podman_unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 KEY_HEX = "5c" * 32
-CONFIRM = "I understand this overwrites app"
+CONFIRM = "I understand this overwrites all-databases"
 TABLES = ("public.workflows", "public.tasks", "public.decision_logs")
-ROLES = [{"name": "app_owner"}, {"name": "app_reader", "login": True}]
 SEED = """
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE TABLE workflows (id int PRIMARY KEY, name text NOT NULL, token text NOT NULL);
@@ -114,7 +113,7 @@ def playbook(name, inventory, extra_vars, env):
     return run
 
 
-def install(host, hosts_file, password, env, roles=()):
+def install(host, hosts_file, password, env):
     """playbooks/postgresql_install.yml on one container, admin access from the controller only."""
     return playbook(
         "postgresql_install.yml",
@@ -124,7 +123,6 @@ def install(host, hosts_file, password, env, roles=()):
             "postgresql_install_listen_addresses": f"localhost, {host['address']}",
             "postgresql_install_admin_cidrs": [f"{host['gateway']}/32"],
             "postgresql_install_admin_password": password,
-            "postgresql_install_roles": list(roles),
         },
         env,
     )
@@ -163,7 +161,7 @@ def lost_vm(moto, tmp_path_factory):
         backed_up = run_task(
             "locksmith.ops.pg_backup",
             {
-                "database": "app",
+                "all_databases": True,
                 "destinations": [destination],
                 "login_host": host_a["address"],
                 "login_password": password,
@@ -186,20 +184,20 @@ def lost_vm(moto, tmp_path_factory):
         lost_at = time.monotonic()
         step("host A destroyed; start host B")
 
-        # Host B: a new VM, PostgreSQL installed with the roles the backup's objects need, then recover.
+        # Host B: a new VM with PostgreSQL installed and nothing else; the backup brings the roles.
         host_b = hosts.start("b")
         timings["new VM running"] = time.monotonic() - lost_at
         inventory_b = PodmanHosts.inventory(
             tmp / "b.ini", {"databases": [host_b["name"]], "dr_restore_hosts": ["localhost"]}
         )
-        install(host_b, inventory_b, password, env, roles=ROLES)
+        install(host_b, inventory_b, password, env)
         timings["PostgreSQL installed"] = time.monotonic() - lost_at
         step("host B installed; recover")
         recovered = playbook(
             "dr_drill.yml",
             inventory_b,
             {
-                "dr_drill_databases": ["app"],
+                "dr_drill_databases": ["all-databases"],
                 "dr_restore_mode": "recover",
                 "dr_restore_confirm": CONFIRM,
                 "dr_restore_destinations": [destination],
@@ -214,22 +212,19 @@ def lost_vm(moto, tmp_path_factory):
                 "dr_restore_metrics_enabled": False,
                 "dr_restore_fetch_dir": str(tmp / "fetched"),
                 "dr_restore_assertions": [
-                    {"name": "workflows", "sql": "SELECT count(*) FROM workflows", "expected": 1000, "compare": "ge"}
+                    {
+                        "name": "workflows",
+                        "database": "app",
+                        "sql": "SELECT count(*) FROM workflows",
+                        "expected": 1000,
+                        "compare": "ge",
+                    }
                 ],
             },
             env,
         )
         timings["database restored and verified"] = time.monotonic() - lost_at
-        # The runbook's last step: the database itself (not its objects) gets its owner back.
-        owner = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible"), host_b["name"], "-i", str(inventory_b),
-                "-b", "--become-user", "postgres", "-m", "community.postgresql.postgresql_db",
-                "-a", "name=app owner=app_owner",
-            ],
-            capture_output=True, text=True, env=ansible_env({"CONTAINERS_CONF": env["CONTAINERS_CONF"]}), check=False,
-        )  # fmt: skip
-        assert owner.returncode == 0, owner.stdout + owner.stderr
+        # Roles, database owners and grants came with the backup: nothing is left to do by hand.
         timings["RTO (loss to recovered database)"] = time.monotonic() - lost_at
         after = snapshot(host_b["address"], password)
         report = recovered.result("locksmith.ops.dr_restore : Restore the backup and verify it")["report"]
@@ -260,10 +255,12 @@ def test_lost_vm_recovered_with_same_data_roles_and_grants(lost_vm):
     assert after["database_owner"] == before["database_owner"] == [("app_owner",)]
     assert after["extensions"] == before["extensions"]
     report = lost_vm["report"]
-    assert report["verified"] and report["mode"] == "recover" and report["target_database"] == "app"
+    assert report["verified"] and report["mode"] == "recover" and report["database"] == "all-databases"
+    assert "app" in report["target_database"].split(", ")
+    assert {"app_owner", "app_reader"} <= set(report["globals"]["roles_created"])
     counted = {c["subject"]: c["actual"] for c in report["checks"] if c["check"] == "row_count"}
-    assert counted == {table: before["tables"][table][0] for table in TABLES}
-    assert {c["subject"] for c in report["checks"] if c["check"] == "role"} >= {"app_owner"}
+    assert counted == {"app:" + table: before["tables"][table][0] for table in TABLES}
+    assert {c["subject"] for c in report["checks"] if c["check"] == "role"} >= {"app_owner", "app_reader"}
     assert lost_vm["timings"]["RTO (loss to recovered database)"] < 1800
 
 

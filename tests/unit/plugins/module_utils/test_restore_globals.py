@@ -1,0 +1,189 @@
+"""Parsing pg_dumpall --globals-only and the archive's DATABASE entries as data; rebuilding them with psycopg2.sql."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg2 import sql
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore_cluster as RC
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore_globals as G
+from ansible_collections.locksmith.ops.plugins.module_utils._restore import RestoreError
+
+GLOBALS = """--
+-- PostgreSQL database cluster dump
+--
+
+\\restrict abc123
+
+SET default_transaction_read_only = off;
+SET client_encoding = 'UTF8';
+
+CREATE ROLE alice;
+ALTER ROLE alice WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:x==$y=:z=';
+CREATE ROLE bob;
+ALTER ROLE bob WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS;
+COMMENT ON ROLE bob IS 'it''s bob';
+CREATE ROLE "we""ird; x";
+ALTER ROLE "we""ird; x" WITH NOLOGIN CONNECTION LIMIT 3 VALID UNTIL '2030-01-01 00:00:00+00';
+ALTER ROLE alice SET search_path TO 'a', 'public';
+ALTER ROLE bob SET "TimeZone" = 'UTC';
+GRANT bob TO alice WITH ADMIN OPTION GRANTED BY postgres;
+CREATE TABLESPACE fast OWNER alice LOCATION '/srv/fast';
+SECURITY LABEL FOR selinux ON ROLE bob IS 'x';
+ALTER ROLE bob WITH EVIL;
+GRANT bob TO alice; DROP ROLE postgres;
+
+\\unrestrict abc123
+"""  # noqa: E501
+
+DATABASE = """
+CREATE DATABASE billing WITH TEMPLATE = template0 ENCODING = 'SQL_ASCII' LOCALE_PROVIDER = libc LOCALE = 'C';
+ALTER DATABASE billing OWNER TO billing_owner;
+\\connect billing
+SELECT pg_catalog.set_config('search_path', '', false);
+ALTER DATABASE billing SET "TimeZone" TO 'UTC';
+ALTER ROLE bob IN DATABASE billing SET work_mem TO '1MB';
+GRANT CONNECT, TEMPORARY ON DATABASE billing TO bob WITH GRANT OPTION;
+REVOKE ALL ON DATABASE billing FROM PUBLIC;
+ALTER DATABASE billing IS_TEMPLATE = true;
+"""
+
+
+def render(statement):
+    """psycopg2.sql rendered without a connection: identifiers and literals as PostgreSQL quotes them."""
+
+    def part(item):
+        if isinstance(item, sql.Composed):
+            return "".join(part(p) for p in item)
+        if isinstance(item, sql.Identifier):
+            return ".".join('"%s"' % s.replace('"', '""') for s in item.strings)
+        if isinstance(item, sql.Literal):
+            value = item.wrapped
+            return str(value) if isinstance(value, int) else "'%s'" % str(value).replace("'", "''")
+        return item.string
+
+    return part(statement)
+
+
+def test_globals_are_parsed_into_roles_memberships_and_tablespaces():
+    parsed = G.parse_globals(GLOBALS)
+    assert sorted(parsed["roles"]) == ["alice", "bob", 'we"ird; x']
+    alice = parsed["roles"]["alice"]
+    assert "LOGIN" in alice["flags"] and alice["password"].startswith("SCRAM-SHA-256$")
+    assert alice["settings"] == [(["search_path"], ["a", "public"])]
+    assert parsed["roles"]["bob"]["comment"] == "it's bob"
+    assert parsed["roles"]["bob"]["settings"] == [(["TimeZone"], ["UTC"])]
+    weird = parsed["roles"]['we"ird; x']
+    assert weird["connection_limit"] == 3 and weird["valid_until"] == "2030-01-01 00:00:00+00"
+    assert parsed["memberships"] == [
+        {"role": "bob", "member": "alice", "admin": True},
+        {"role": "bob", "member": "alice", "admin": False},
+    ]
+    assert parsed["tablespaces"] == {"fast": {"owner": "alice", "location": "/srv/fast"}}
+
+
+def test_statements_of_unknown_shape_are_skipped_never_run():
+    skipped = G.parse_globals(GLOBALS)["skipped"]
+    assert skipped == ["SECURITY LABEL FOR selinux ON ROLE bob IS x", "ALTER ROLE bob WITH EVIL", "DROP ROLE postgres"]
+
+
+def test_role_statements_are_rebuilt_quoted_and_the_password_redacted_in_what_is_shown():
+    parsed = G.parse_globals(GLOBALS)
+    statement, shown = G.create_role_sql("alice", parsed["roles"]["alice"])
+    assert render(statement).startswith('CREATE ROLE "alice" WITH NOSUPERUSER INHERIT')
+    assert render(statement).endswith("PASSWORD 'SCRAM-SHA-256$4096:x==$y=:z='")
+    assert render(shown).endswith("PASSWORD '<redacted>'") and "SCRAM" not in render(shown)
+    weird, shown = G.create_role_sql('we"ird; x', parsed["roles"]['we"ird; x'])
+    assert render(weird) == (
+        """CREATE ROLE "we""ird; x" WITH NOLOGIN CONNECTION LIMIT 3 VALID UNTIL '2030-01-01 00:00:00+00'"""
+    )
+    assert shown is weird
+    assert render(G.role_setting_sql("alice", ["search_path"], ["a", "public"])) == (
+        """ALTER ROLE "alice" SET "search_path" TO 'a', 'public'"""
+    )
+    assert render(G.comment_role_sql("bob", "it's bob")) == """COMMENT ON ROLE "bob" IS 'it''s bob'"""
+    assert render(G.membership_sql(parsed["memberships"][0])) == 'GRANT "bob" TO "alice" WITH ADMIN OPTION'
+    assert render(G.create_tablespace_sql("fast", parsed["tablespaces"]["fast"])) == (
+        """CREATE TABLESPACE "fast" OWNER "alice" LOCATION '/srv/fast'"""
+    )
+
+
+def test_database_entries_give_owner_encoding_locale_settings_and_grants():
+    info = G.parse_database(DATABASE)
+    assert info["name"] == "billing" and info["owner"] == "billing_owner"
+    assert info["options"] == {"ENCODING": "SQL_ASCII", "LOCALE_PROVIDER": "libc", "LOCALE": "C"}
+    assert info["settings"] == [(["TimeZone"], ["UTC"])]
+    assert info["role_settings"] == [("bob", ["work_mem"], ["1MB"])]
+    assert info["grants"] == [
+        {"verb": "GRANT", "privileges": ["CONNECT", "TEMPORARY"], "grantee": "bob", "grant_option": True},
+        {"verb": "REVOKE", "privileges": ["ALL"], "grantee": "PUBLIC", "grant_option": False},
+    ]
+    assert info["skipped"] == ["ALTER DATABASE billing IS_TEMPLATE = true"]
+    created = G.create_database_sql("drill_billing_1a2b3c", "billing_owner", info["options"])
+    assert render(created) == (
+        """CREATE DATABASE "drill_billing_1a2b3c" WITH TEMPLATE template0 ENCODING 'SQL_ASCII' """
+        """LOCALE_PROVIDER libc LOCALE 'C' OWNER "billing_owner\""""
+    )
+    assert render(G.database_grant_sql("b", info["grants"][0])) == (
+        'GRANT CONNECT, TEMPORARY ON DATABASE "b" TO "bob" WITH GRANT OPTION'
+    )
+    assert render(G.database_grant_sql("b", info["grants"][1])) == 'REVOKE ALL ON DATABASE "b" FROM PUBLIC'
+    assert (
+        render(G.database_setting_sql("b", ["TimeZone"], ["UTC"])) == """ALTER DATABASE "b" SET "TimeZone" TO 'UTC'"""
+    )
+    assert render(G.role_setting_sql("bob", ["work_mem"], ["1MB"], "b")) == (
+        """ALTER ROLE "bob" IN DATABASE "b" SET "work_mem" TO '1MB'"""
+    )
+
+
+def test_an_unknown_locale_provider_is_refused():
+    with pytest.raises(G.GlobalsError, match="unknown LOCALE_PROVIDER 'x; DROP'"):
+        G.create_database_sql("b", None, {"LOCALE_PROVIDER": "x; DROP"})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["public'; DROP TABLE users; --", 'app"; DROP DATABASE postgres; --', "a\\b", "tab\there", ""],
+)
+def test_injection_payloads_in_database_names_are_refused(payload):
+    with pytest.raises(G.GlobalsError, match="from the backup"):
+        G.safe_name(payload, "database", strict=True)
+
+
+def test_role_names_may_hold_quotes_but_not_control_characters_or_too_many_bytes():
+    assert G.safe_name('we"ird; x', "role") == 'we"ird; x'
+    with pytest.raises(G.GlobalsError, match="control characters"):
+        G.safe_name("bad\nrole", "role")
+    with pytest.raises(G.GlobalsError, match="1 to 63 bytes"):
+        G.safe_name("x" * 64, "role")
+    with pytest.raises(G.GlobalsError, match="control characters"):
+        G.parse_globals('CREATE ROLE "a\x01b";')
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/../b", "", "a//b"])
+def test_artefact_paths_that_leave_the_work_directory_are_refused(name):
+    with pytest.raises(RestoreError, match="not a plain relative name"):
+        RC.safe_relpath(name, "artefact name")
+    assert RC.safe_relpath("app.dir/toc.dat", "artefact name") == "app.dir/toc.dat"
+
+
+def test_confirmation_names_the_databases_or_all_databases():
+    assert RC.all_databases_confirm([]) == "I understand this overwrites all-databases"
+    assert RC.all_databases_confirm(["billing", "app"]) == "I understand this overwrites billing, app"
+
+
+def test_only_the_database_entries_of_a_listing_are_kept():
+    listing = (
+        ";\n; Archive created\n;\n3339; 1262 16387 DATABASE - app alice\n3340; 0 0 ACL - DATABASE app alice\n"
+        "3341; 0 0 DATABASE PROPERTIES - app alice\n215; 1259 16423 TABLE public users postgres\n"
+        "3342; 0 0 COMMENT - DATABASE app alice\n"
+    )
+    assert [line.split(";")[0] for line in RC.database_list_entries(listing)] == ["3339", "3340", "3341", "3342"]
+
+
+def test_a_drill_role_cannot_log_in_and_has_no_password():
+    role = G.parse_globals(GLOBALS)["roles"]["alice"]
+    drilled = RC.drill_role(role)
+    assert drilled["password"] is None and "LOGIN" not in drilled["flags"] and "NOLOGIN" in drilled["flags"]
+    assert role["password"] and "LOGIN" in role["flags"]
+    assert RC.drill_role({"flags": [], "password": None})["flags"] == ["NOLOGIN"]
