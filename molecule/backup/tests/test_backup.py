@@ -27,9 +27,9 @@ def _backups(host):
     return sorted(out.split())
 
 
-def _metrics(host, database):
+def _metrics(host, database, producer="backup"):
     values = {}
-    for line in host.file(f"{METRICS_DIR}/locksmith_backup_{database}.prom").content_string.splitlines():
+    for line in host.file(f"{METRICS_DIR}/locksmith_{producer}_{database}.prom").content_string.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
@@ -139,3 +139,87 @@ def test_failed_job_fails_the_service_and_sets_status_zero(host):
             "systemctl reset-failed locksmith-backup@broken.service; rm -f /etc/locksmith/backup/broken.json %s",
             f"{METRICS_DIR}/locksmith_backup_broken.prom",
         )
+
+
+# ---- pgBackRest (backup_pgbackrest_enabled) ------------------------------------------------------
+STANZA = "main"
+PGBACKREST = f"runuser -u postgres -- pgbackrest --stanza={STANZA}"
+
+
+def _psql(host, sql):
+    return host.check_output("runuser -u postgres -- psql -XAtc %s", sql)
+
+
+def _pgbackrest_info(host):
+    return json.loads(host.check_output(f"{PGBACKREST} --output=json info"))[0]
+
+
+@pytest.fixture(scope="module")
+def full_backup(host):
+    """Run the full backup's service once, as its timer would."""
+    return host.run("systemctl start locksmith-pgbackrest@full.service")
+
+
+def test_postgresql_archives_wal_with_pgbackrest(host):
+    assert _psql(host, "SHOW archive_mode") == "on"
+    assert _psql(host, "SHOW archive_command") == (
+        f"pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza={STANZA} archive-push %p"
+    )
+    conf = host.file("/etc/pgbackrest/pgbackrest.conf")
+    assert (conf.user, conf.group, conf.mode) == ("root", "postgres", 0o640)
+    for line in ("repo1-path=/var/lib/pgbackrest", "repo1-retention-full=1", "compress-type=zst", "start-fast=y"):
+        assert line in conf.content_string.splitlines(), line
+
+
+def test_pgbackrest_timers_run_full_weekly_and_diff_daily(host):
+    full = _show(host, "locksmith-pgbackrest@full.timer", "UnitFileState", "ActiveState", "TimersCalendar")
+    diff = _show(host, "locksmith-pgbackrest@diff.timer", "UnitFileState", "ActiveState", "TimersCalendar")
+    assert (full["UnitFileState"], full["ActiveState"]) == ("enabled", "active")
+    assert (diff["UnitFileState"], diff["ActiveState"]) == ("enabled", "active")
+    assert "OnCalendar=Sun *-*-* 01:00:00" in full["TimersCalendar"]
+    assert "OnCalendar=Mon..Sat *-*-* 01:00:00" in diff["TimersCalendar"]
+    service = _show(host, "locksmith-pgbackrest@full.service", "User", "ExecStart")
+    assert service["User"] == "postgres" and "--type=full backup" in service["ExecStart"]
+
+
+def test_timer_service_takes_a_full_backup(host, full_backup):
+    assert full_backup.rc == 0, full_backup.stderr
+    info = _pgbackrest_info(host)
+    assert info["status"]["code"] == 0, info["status"]
+    assert [b["type"] for b in info["backup"]].count("full") >= 1
+    newest = info["backup"][-1]
+    assert newest["type"] == "full" and newest["info"]["repository"]["delta"] > 0
+
+
+def test_wal_is_archived_and_pgbackrest_check_passes(host, full_backup):
+    segment = _psql(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    checked = host.run(f"{PGBACKREST} check")
+    assert checked.rc == 0, checked.stderr
+    archive = _pgbackrest_info(host)["archive"][0]
+    # check switched WAL and waited until that segment reached the repository.
+    assert archive["max"][8:] >= segment[8:], (archive, segment)
+
+
+def test_pgbackrest_metrics_match_the_repository(host, full_backup):
+    newest = _pgbackrest_info(host)["backup"][-1]
+    metrics = _metrics(host, f"{STANZA}_full", producer="pgbackrest")
+    labels = f'{{stanza="{STANZA}",type="full"}}'
+    assert metrics[f"locksmith_pgbackrest_last_status{labels}"] == 1
+    assert metrics[f"locksmith_pgbackrest_failures_total{labels}"] == 0
+    assert metrics[f"locksmith_pgbackrest_last_success_timestamp_seconds{labels}"] == newest["timestamp"]["stop"]
+    assert metrics[f"locksmith_pgbackrest_last_size_bytes{labels}"] == newest["info"]["repository"]["delta"]
+
+
+def test_failed_pgbackrest_backup_sets_status_zero_and_counts(host):
+    """An instance whose --type pgBackRest refuses: the unit fails and its own metrics file says so."""
+    unit = "locksmith-pgbackrest@bogus.service"
+    prom = f"{METRICS_DIR}/locksmith_pgbackrest_{STANZA}_bogus.prom"
+    try:
+        assert host.run("systemctl start %s", unit).rc != 0
+        labels = f'{{stanza="{STANZA}",type="bogus"}}'
+        metrics = _metrics(host, f"{STANZA}_bogus", producer="pgbackrest")
+        assert metrics[f"locksmith_pgbackrest_last_status{labels}"] == 0
+        assert metrics[f"locksmith_pgbackrest_failures_total{labels}"] == 1
+        assert f"locksmith_pgbackrest_last_success_timestamp_seconds{labels}" not in metrics
+    finally:
+        host.run("systemctl reset-failed %s; rm -f %s", unit, prom)

@@ -1,0 +1,185 @@
+"""pg_backup's error paths against real servers: a wrong password on a scram-sha-256 server, and S3 refusals.
+
+The servers are of their own: PostgreSQL asks every role but the superuser for a scram-sha-256 password
+(tests/harness/postgres_auth.py), and moto enforces IAM policies (tests/harness/moto_auth.py). Each failure must
+name the input and the fix, come without a traceback, leave nothing that looks like a backup, and never echo a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.harness.ansible import run_module_inprocess
+
+pytestmark = pytest.mark.postgres
+
+ROLE = "backup_reader"
+PASSWORD = "right-Pw-" + uuid.uuid4().hex[:8]
+WRONG = "wrong-Pw-" + uuid.uuid4().hex[:8]
+DATABASE = "app"
+
+
+@pytest.fixture(scope="module")
+def scram_cluster():
+    """A cluster where ROLE logs in over 127.0.0.1 with a scram-sha-256 password only, and reads all of DATABASE."""
+    from tests.harness.postgres_auth import PasswordPostgresCluster
+
+    cluster = PasswordPostgresCluster().start()
+    cluster.create_database(DATABASE)
+    cluster.query(
+        "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500)", dbname=DATABASE
+    )
+    cluster.create_login_role(ROLE, PASSWORD, "pg_read_all_data")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_moto():
+    """A moto server that checks every request's keys against IAM policies."""
+    from tests.harness.moto_auth import AuthMotoServer
+
+    server = AuthMotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def guarded_bucket(auth_moto):
+    """A fresh bucket, and the keys of a full-access user to read it back independently."""
+    name = f"locksmith-{uuid.uuid4().hex[:12]}"
+    admin = auth_moto.user(["s3:*"])
+    auth_moto.client_as(admin).create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return name, admin
+
+
+def login(cluster, password, **extra):
+    args = {"login_host": cluster.host, "login_port": cluster.port, "login_user": ROLE, "ssl_mode": "disable"}
+    args.update(connect_timeout=3, min_interval_seconds=0, database=DATABASE)
+    if password is not None:
+        args["login_password"] = password
+    args.update(extra)
+    return args
+
+
+def s3(server, bucket, keys, **extra):
+    return dict(
+        type="s3", bucket=bucket, prefix="pg", region="eu-west-1", endpoint_url=server.endpoint_url, **keys, **extra
+    )
+
+
+def no_traceback(result):
+    text = json.dumps(result)
+    assert "Traceback" not in text and "MODULE FAILURE" not in text, text
+
+
+def objects(server, keys, bucket):
+    client = server.client_as(keys)
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return [o["Key"] for o in listed], uploads
+
+
+# ---- bad credentials -----------------------------------------------------------------------------
+def test_right_password_backs_up_so_the_failures_below_are_about_the_password(scram_cluster, tmp_path):
+    result = run_module_inprocess(
+        "pg_backup", login(scram_cluster, PASSWORD, destinations=[{"type": "local", "path": str(tmp_path)}])
+    )
+    assert result["changed"] and not result.get("failed"), result
+    assert list(tmp_path.rglob("manifest.json"))
+    assert PASSWORD not in json.dumps(result)
+
+
+@pytest.mark.parametrize("password", [WRONG, None], ids=["wrong-password", "no-password"])
+def test_bad_password_names_the_login_options_and_leaves_nothing(scram_cluster, tmp_path, password):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    args = login(scram_cluster, password, destinations=[{"type": "local", "path": str(dest)}], metrics_dir=str(metrics))
+    for check in (True, False):
+        result = run_module_inprocess("pg_backup", args, check=check)
+        assert result.get("failed") and not result.get("changed"), result
+        msg = result["msg"]
+        assert f"{scram_cluster.host}:{scram_cluster.port}/{DATABASE} as {ROLE}" in msg, msg
+        assert "password authentication failed" in msg or "no password supplied" in msg, msg
+        assert "check login_user and login_password" in msg, msg
+        no_traceback(result)
+        assert WRONG not in json.dumps(result) and PASSWORD not in json.dumps(result)
+    assert list(dest.rglob("*")) == [], list(dest.rglob("*"))
+    # The failed attempt is counted for the stale-backup alert, and the file holds no secret either.
+    prom = (metrics / f"locksmith_backup_{DATABASE}.prom").read_text()
+    assert f'locksmith_backup_last_status{{database="{DATABASE}"}} 0' in prom, prom
+    assert WRONG not in prom
+
+
+def test_bad_password_through_ansible_playbook_is_masked_even_at_vvv(ansible, scram_cluster, tmp_path):
+    args = login(scram_cluster, WRONG, destinations=[{"type": "local", "path": str(tmp_path)}])
+    result = ansible.run_task("locksmith.ops.pg_backup", args)
+    assert result.get("failed") and "check login_user and login_password" in result["msg"], result
+    assert "MODULE FAILURE" not in json.dumps(result) and WRONG not in json.dumps(result)
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{"locksmith.ops.pg_backup": args}]}]
+    verbose = ansible.run_playbook(play, verbosity=3)
+    assert verbose.rc != 0 and "check login_user and login_password" in verbose.stdout, verbose.stdout[-3000:]
+    assert WRONG not in verbose.stdout + verbose.stderr
+    assert "Traceback" not in verbose.stdout + verbose.stderr
+    assert not list(tmp_path.rglob("*"))
+
+
+# ---- S3 refusals ---------------------------------------------------------------------------------
+def test_keys_without_put_object_fail_naming_the_bucket_and_leave_no_object(scram_cluster, auth_moto, guarded_bucket):
+    from tests.harness.moto_auth import READ_ACTIONS
+
+    bucket, admin = guarded_bucket
+    reader = auth_moto.user(READ_ACTIONS)
+    dest = s3(auth_moto, bucket, reader)
+    predicted = run_module_inprocess("pg_backup", login(scram_cluster, PASSWORD, destinations=[dest]), check=True)
+    # Check mode only reads (HEAD bucket, list): it cannot see a missing s3:PutObject, and says it would back up.
+    assert predicted["changed"] and not predicted.get("failed"), predicted
+    result = run_module_inprocess("pg_backup", login(scram_cluster, PASSWORD, destinations=[dest]))
+    assert result.get("failed") and not result.get("changed"), result
+    msg = result["msg"]
+    assert "destinations[0]" in msg and f"'{bucket}'" in msg and "AccessDenied" in msg, msg
+    assert "allow s3:ListBucket, s3:GetObject, s3:PutObject" in msg, msg
+    no_traceback(result)
+    assert reader["secret_key"] not in json.dumps(result) and PASSWORD not in json.dumps(result)
+    assert objects(auth_moto, admin, bucket) == ([], [])
+
+
+def test_refused_s3_copy_keeps_the_verified_local_copy(scram_cluster, auth_moto, guarded_bucket, tmp_path):
+    from tests.harness.moto_auth import READ_ACTIONS
+
+    bucket, admin = guarded_bucket
+    destinations = [{"type": "local", "path": str(tmp_path)}, s3(auth_moto, bucket, auth_moto.user(READ_ACTIONS))]
+    result = run_module_inprocess("pg_backup", login(scram_cluster, PASSWORD, destinations=destinations))
+    assert result.get("failed") and "verified at 1 of 2 destinations" in result["msg"], result
+    assert [c["status"] for c in result["copies"]] == ["verified", "failed"]
+    assert len(list(tmp_path.rglob("manifest.json"))) == 1
+    assert objects(auth_moto, admin, bucket) == ([], [])
+
+
+def test_unknown_keys_and_missing_bucket_are_named(scram_cluster, auth_moto, guarded_bucket):
+    bucket, admin = guarded_bucket
+    unknown = {"access_key": "AKIA" + "X" * 16, "secret_key": "not-a-real-secret-" + uuid.uuid4().hex}
+    refused = run_module_inprocess(
+        "pg_backup", login(scram_cluster, PASSWORD, destinations=[s3(auth_moto, bucket, unknown)])
+    )
+    assert refused.get("failed") and "destinations[0]" in refused["msg"] and f"'{bucket}'" in refused["msg"], refused
+    assert "check the credentials" in refused["msg"] and unknown["secret_key"] not in json.dumps(refused)
+    no_traceback(refused)
+
+    missing = f"locksmith-missing-{uuid.uuid4().hex[:8]}"
+    for check in (True, False):
+        result = run_module_inprocess(
+            "pg_backup", login(scram_cluster, PASSWORD, destinations=[s3(auth_moto, missing, admin)]), check=check
+        )
+        assert result.get("failed") and f"bucket '{missing}' does not exist" in result["msg"], result
+        assert "destinations[0].bucket" in result["msg"]
+        no_traceback(result)
+        assert admin["secret_key"] not in json.dumps(result)
+    names = [b["Name"] for b in auth_moto.client_as(admin).list_buckets()["Buckets"]]
+    assert missing not in names and bucket in names
+    assert objects(auth_moto, admin, bucket) == ([], [])
