@@ -12,6 +12,8 @@ Auth: token, approle or userpass; hvac is never left to pick a token from the en
 
 from __future__ import annotations
 
+import inspect
+
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
     BackendConflict,
     BackendDenied,
@@ -37,6 +39,14 @@ AUTH_OPTIONS = {
     "approle": ("vault_role_id", "vault_secret_id"),
     "userpass": ("vault_username", "vault_password"),
 }
+
+
+def _accepts(function, name):
+    """Whether `function` takes the keyword argument `name` (hvac's signatures change between versions)."""
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class VaultBackend(DocumentBackend):
@@ -116,10 +126,14 @@ class VaultBackend(DocumentBackend):
         return SecretsBackendError("%s: cannot %s (%s); check the vault_* options" % (where, action, err))
 
     def _load(self, secret):
+        kv = self.client().secrets.kv.v2
+        # hvac >= 1.1 asks to be told that a deleted version is an error; older clients (Debian 12 ships 0.11)
+        # have no such argument and always raise InvalidPath for it.
+        options = (
+            {"raise_on_deleted_version": True} if _accepts(kv.read_secret_version, "raise_on_deleted_version") else {}
+        )
         try:
-            response = self.client().secrets.kv.v2.read_secret_version(
-                path=secret, mount_point=self._mount, raise_on_deleted_version=True
-            )
+            response = kv.read_secret_version(path=secret, mount_point=self._mount, **options)
         except hvac.exceptions.InvalidPath:
             return None, 0
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:

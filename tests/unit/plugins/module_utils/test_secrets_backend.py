@@ -167,3 +167,31 @@ class RefusingSecretsManager:
 def test_aws_errors_become_messages_that_name_the_fix(code, error, message):
     with pytest.raises(error, match=message):
         aws_with(RefusingSecretsManager(code)).read("s")
+
+
+def test_vault_read_works_with_old_and_new_hvac_signatures():
+    """Debian 12's hvac 0.11 has no raise_on_deleted_version; hvac >= 1.1 wants it set."""
+    from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import vault as vault_backend
+
+    calls = []
+    reply = {"data": {"data": {"value": "x"}, "metadata": {"version": 3}}}
+
+    def old_read(path, version=None, mount_point="secret"):
+        calls.append({"path": path, "mount_point": mount_point})
+        return reply
+
+    def new_read(path, version=None, mount_point="secret", raise_on_deleted_version=None):
+        calls.append({"path": path, "raise_on_deleted_version": raise_on_deleted_version})
+        return reply
+
+    for read in (old_read, new_read):
+        backend = vault_backend.VaultBackend.__new__(vault_backend.VaultBackend)
+        backend.options = {"vault_mount": "secret"}
+        kv = type("KV", (), {"read_secret_version": staticmethod(read)})
+        client = type("Client", (), {"secrets": type("S", (), {"kv": type("K", (), {"v2": kv})})})
+        backend.client = lambda client=client: client
+        assert backend._load("app/key") == ({"value": "x"}, 3)
+    assert calls == [
+        {"path": "app/key", "mount_point": "secret"},
+        {"path": "app/key", "raise_on_deleted_version": True},
+    ]
