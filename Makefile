@@ -25,7 +25,7 @@ export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 APT_PACKAGES := $(shell sed -e 's/\#.*//' requirements/apt.txt)
 HAVE_MODULES := $(wildcard plugins/modules/*.py)
 
-.PHONY: help demo demo-clean demo-site demo-site-clean test lint sanity unit integration molecule changelog-lint bootstrap apt venv collection image clean
+.PHONY: help demo demo-clean test lint sanity unit integration molecule changelog-lint bootstrap apt venv collection image clean
 
 help:
 	@echo "make demo        run the embedded default site and print the posture report"
@@ -128,18 +128,12 @@ molecule: bootstrap
 	$(BIN)/python scripts/molecule_run.py --jobs $(MOLECULE_JOBS) $(SCENARIOS)
 
 # ---- demo ------------------------------------------------------------------------------------
+# The embedded site on podman hosts: site.yml, the proofs, the posture report (scripts/demo.py).
 demo: bootstrap
 	$(BIN)/python scripts/demo.py up
 
 demo-clean: bootstrap
 	$(BIN)/python scripts/demo.py clean
-
-# The embedded site on podman hosts (site.yml, proofs, posture report): becomes `make demo` once proven.
-demo-site: bootstrap
-	$(BIN)/python scripts/demo_site.py up
-
-demo-site-clean: bootstrap
-	$(BIN)/python scripts/demo_site.py clean
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache .coverage
