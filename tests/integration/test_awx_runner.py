@@ -239,6 +239,7 @@ def site(tmp_path, pg_cluster, scram_roles, openbao, moto, s3_bucket, cert_facto
         "tls_audit_metrics_dir": str(dirs["metrics"]),
         "dr_restore_database": database,
         "dr_restore_destinations": destinations,
+        "dr_restore_install_enabled": False,  # never apt on the test machine
         **{f"dr_restore_{key}": value for key, value in pg.items()},
         "dr_restore_pg_bin_dir": str(PG_BIN_DIR),
         "dr_restore_work_dir": str(dirs["dr"]),

@@ -289,6 +289,7 @@ def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
                     "dr_restore_login_port": pg_cluster.port,
                     "dr_restore_ssl_mode": "disable",
                     "dr_restore_destinations": [local(dirs["backups"])],
+                    "dr_restore_install_enabled": False,  # never apt on the test machine
                     "dr_restore_report_dir": str(dirs["reports"]),
                     "dr_restore_metrics_dir": str(dirs["metrics"]),
                     "dr_restore_work_dir": str(dirs["reports"]),

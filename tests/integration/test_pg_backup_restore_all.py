@@ -336,6 +336,7 @@ def test_role_drills_an_all_databases_backup_and_its_preflight_wants_the_named_c
         "dr_restore_login_port": source.port,
         "dr_restore_ssl_mode": "disable",
         "dr_restore_destinations": [backed_up["destination"]],
+        "dr_restore_install_enabled": False,  # never apt on the test machine
         "dr_restore_report_dir": str(tmp_path),
         "dr_restore_metrics_enabled": False,
         "dr_restore_work_dir": str(tmp_path),
