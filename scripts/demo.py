@@ -355,7 +355,7 @@ def prove_secret_scan() -> list[dict]:
         },
         {
             "name": "planted_secret_found", "title": "A planted .env with a key: found by file and line, value hidden",
-            "value": 1 if hits and hits[0].get("line") == 2 and not leaked_value else 0,
+            "value": 1 if any(h.get("line") == 2 for h in hits) and not leaked_value else 0,
             "target": 1, "compare": "eq", "evidence": str(evidence),
             "detail": ", ".join(f"{h['file'].rsplit('/', 1)[-1]}:{h['line']} {h['type']}" for h in hits),
         },
