@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from tests.harness.ansible import ansible_env, run_task  # noqa: E402
 from tests.harness.moto import CREDENTIALS, MotoServer  # noqa: E402
 from tests.harness.openbao import OpenBaoServer  # noqa: E402
+from tests.harness.podman import podman, podman_env, wait_for_systemd  # noqa: E402
 from tests.harness.tls import CertFactory  # noqa: E402
 
 STATE_DIR = REPO / ".build" / "demo"
@@ -61,16 +62,6 @@ HOSTS = {
 
 def step(text: str) -> None:
     print(f"==> {text}", flush=True)
-
-
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True, env=podman_env())
-
-
-def podman_env() -> dict:
-    return dict(
-        os.environ, CONTAINERS_CONF=os.environ.get("CONTAINERS_CONF", str(REPO / "molecule" / "containers.conf"))
-    )
 
 
 def load_state() -> dict:
@@ -115,14 +106,8 @@ def ensure_hosts() -> None:
             *[arg for cap in caps for arg in ("--cap-add", cap)],
             IMAGE, "/sbin/init",
         )  # fmt: skip
-    # systemd inside needs a moment before `podman exec` can use it
     for _name, (container, _address, _caps) in HOSTS.items():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            out = podman("exec", container, "systemctl", "is-system-running", check=False).stdout.strip()
-            if out in ("running", "degraded"):
-                break
-            time.sleep(1)
+        wait_for_systemd(container)
 
 
 # ---- services on the controller ----------------------------------------------------------------------

@@ -30,6 +30,17 @@ def podman(*args: str, check: bool = True, timeout: int = 120) -> subprocess.Com
     )
 
 
+def wait_for_systemd(name: str, timeout: float = 60) -> bool:
+    """Wait until systemd in container `name` has booted (running or degraded), so `podman exec` can use it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = podman("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def podman_unavailable() -> str | None:
     """Why podman cannot run target hosts here, or None when it can."""
     if shutil.which("podman") is None:
@@ -63,12 +74,7 @@ class PodmanHosts:
         podman(
             "run", "-d", "--name", name, "--hostname", f"{self.prefix}-{role}", "--systemd=always", IMAGE, "/sbin/init"
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = podman("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(0.5)
+        wait_for_systemd(name)
         network = json.loads(podman("inspect", name).stdout)[0]["NetworkSettings"]
         return {"name": name, "address": network["IPAddress"], "gateway": network["Gateway"]}
 
