@@ -418,7 +418,16 @@ def prove_detection() -> list[dict]:
     playbook when it arrives, time the service's return (MTTR), and time until the alert is resolved."""
     before = prometheus_alerts()
     if before is None or "PostgresDown" in before:
-        step("    Prometheus on mon1 is not answering or PostgresDown is already active: no clean fault to time")
+        # No clean fault to time: a firing alert is not notified again before repeat_interval (hours).
+        why = "Prometheus on mon1 does not answer" if before is None else "PostgresDown is active before any fault"
+        step(f"    {why}: detection not measured")
+        return [
+            {"name": name, "title": title, "value": None, "unit": "s", "target": target, "compare": "le", "detail": why}
+            for name, title, target in (
+                ("mttd_seconds", "Time from PostgreSQL down to the PostgresDown notification (MTTD)", 60),
+                ("mttr_seconds", "Time from PostgreSQL down to the service verified back (MTTR)", 300),
+            )
+        ]
     since = len(podman("exec", HOSTS["mon1"][0], "cat", RECEIVER_LOG, check=False).stdout.splitlines())
     fault = time.monotonic()
     podman("exec", HOSTS["db1"][0], "systemctl", "stop", "postgresql@15-main.service")
