@@ -474,20 +474,24 @@ class ClusterRestoreJob:
         if self.params.get("keep_scratch"):
             cleanup["kept"] = ", ".join(self.targets[n] for n in self.databases)
             return cleanup
-        dropped = []
+        dropped, left = [], []
         for target in self.targets.values():
             try:
                 self.server.drop_database(target)
                 dropped.append(target)
             except Exception as err:  # noqa: BLE001 - cleanup goes on; the warning names what is left
+                left.append(target)
                 self.warnings.append("scratch database '%s' was not dropped: %s" % (target, err))
         sql = R._sql()
         for name in reversed(self.created_roles):
             try:
                 self._exec("postgres", sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
             except LocksmithError as err:
+                left.append(name)
                 self.warnings.append("role '%s' created by the drill was not dropped: %s" % (name, err))
         cleanup["dropped"] = ", ".join(dropped)
+        if left:
+            cleanup["left"] = ", ".join(left)
         if self.created_roles:
             cleanup["roles_dropped"] = ", ".join(self.created_roles)
         return cleanup

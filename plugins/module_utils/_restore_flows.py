@@ -165,6 +165,7 @@ class RestoreJob:
                     self.server.drop_database(scratch)
                     cleanup["dropped"] = scratch
                 except LocksmithError as err:
+                    cleanup["left"] = scratch
                     self.warnings.append("scratch database '%s' was not dropped: %s" % (scratch, err))
             elif scratch:
                 cleanup["kept"] = scratch

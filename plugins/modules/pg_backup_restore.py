@@ -22,6 +22,11 @@ description:
     and checks that the extensions and owner roles in the archive (plus O(extensions), O(roles)) exist.
   - RTO is the wall time from the start to the verified restore; RPO is the age of the restored backup
     at the start. Both are compared with O(rto_target_seconds) and O(rpo_target_seconds).
+  - C(changed) says whether the server was left different. A drill that drops its scratch database (and the
+    roles it created) leaves it as it was, so it reports C(changed=false), also in check mode, and a
+    converged site with a scheduled drill re-runs with 0 changes; its report and metrics files are its
+    output. A drill that keeps its scratch database, or could not drop it, reports C(changed=true), as do
+    the other modes.
   - Any failed check fails the module, after the report (O(report_dir)) and, for drills, the
     C(locksmith_drill_*) metrics (O(metrics_dir)) are written.
   - Never touched, by any mode, the backups and other databases; a drill never writes to an existing
@@ -335,7 +340,9 @@ restore:
            location: /var/backups/postgresql/app/20261127T020000Z-1a2b, backup_ended_at: "2026-11-27T02:00:09Z",
            target_database: drill_app_3f2a9c, target_exists: false, skipped: []}
 report:
-  description: The drill report, also written to O(report_dir); on failure returned with the error.
+  description:
+    - The drill report, also written to O(report_dir); on failure returned with the error.
+    - C(cleanup) names what a drill C(dropped), C(kept) (O(keep_scratch)) or C(left) because it could not drop it.
   returned: when not in check mode
   type: dict
   sample: {mode: drill, database: app, backup_id: 20261127T020000Z-1a2b, verified: true, passed: true,
@@ -404,6 +411,11 @@ def missing_libraries(params):
     return [name for name, present in needed if not present]
 
 
+def leaves_server_unchanged(params):
+    """A drill that drops its scratch databases (and the roles it made) leaves the server as it found it."""
+    return params["mode"] == "drill" and not params["keep_scratch"]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=_restore.restore_argument_spec(),
@@ -427,7 +439,7 @@ def main():
         else:
             job = _restore_flows.RestoreJob(params, warnings)
         plan = job.plan()
-        result = {"changed": True, "restore": plan}
+        result = {"changed": not leaves_server_unchanged(params), "restore": plan}
         if module._diff and hasattr(job, "diff"):
             result["diff"] = job.diff(plan)
         elif module._diff:
@@ -441,6 +453,8 @@ def main():
             }
         if not module.check_mode:
             result.update(job.apply())
+            if result.get("report", {}).get("cleanup", {}).get("left"):
+                result["changed"] = True
             error = _restore_flows.outcome_error(result["report"], params["fail_on_missed_targets"])
             if error is not None:
                 raise _restore.RestoreError(str(error), **{k: v for k, v in result.items() if k != "changed"})

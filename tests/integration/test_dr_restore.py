@@ -82,7 +82,8 @@ def test_drill_round_trip_from_encrypted_s3(pg_cluster, seeded, moto, s3_bucket,
     before = databases(pg_cluster)
 
     predicted = restore(pg_cluster, seeded, [s3(moto, s3_bucket)], check=True, encryption_key=KEY_HEX)
-    assert predicted["changed"] is True and predicted["restore"]["id"] == manifest["id"], predicted
+    # A drill drops what it restored: no change predicted, none made (the report is its output).
+    assert predicted["changed"] is False and predicted["restore"]["id"] == manifest["id"], predicted
     assert databases(pg_cluster) == before, "check mode created a database"
 
     result = restore(
@@ -94,7 +95,7 @@ def test_drill_round_trip_from_encrypted_s3(pg_cluster, seeded, moto, s3_bucket,
         metrics_dir=str(dirs["metrics"]),
         assertions=[{"name": "users", "sql": "SELECT count(*) FROM public.users", "expected": 3000, "compare": "ge"}],
     )
-    assert not result.get("failed") and result["changed"] is True, result
+    assert not result.get("failed") and result["changed"] is False, result
     report = result["report"]
     assert report["verified"] and report["passed"] and report["backup_id"] == manifest["id"]
     kinds = {(c["check"], c["subject"]): c for c in report["checks"]}
@@ -118,6 +119,21 @@ def test_drill_round_trip_from_encrypted_s3(pg_cluster, seeded, moto, s3_bucket,
     assert f'locksmith_drill_last_status{{database="{seeded}"}} 1' in prom
     assert f'locksmith_drill_phase_seconds{{database="{seeded}",phase="restore"}}' in prom
     assert f'locksmith_drill_rto_target_seconds{{database="{seeded}"}} 1800' in prom
+
+
+def test_a_drill_that_keeps_its_scratch_database_reports_a_change(pg_cluster, seeded, dirs):
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    before = databases(pg_cluster)
+    predicted = restore(pg_cluster, seeded, [local(dirs["backups"])], check=True, keep_scratch=True)
+    assert predicted["changed"] is True, predicted
+    result = restore(pg_cluster, seeded, [local(dirs["backups"])], keep_scratch=True)
+    scratch = result["restore"]["target_database"]
+    try:
+        assert not result.get("failed") and result["changed"] is True, result
+        assert result["report"]["cleanup"] == {"kept": scratch}
+        assert databases(pg_cluster) == before | {scratch}
+    finally:
+        pg_cluster.drop_database(scratch)
 
 
 def test_corrupt_backup_fails_the_drill_before_restoring(pg_cluster, seeded, dirs):
