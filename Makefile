@@ -25,12 +25,13 @@ export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 APT_PACKAGES := $(shell sed -e 's/\#.*//' requirements/apt.txt)
 HAVE_MODULES := $(wildcard plugins/modules/*.py)
 
-.PHONY: help demo demo-clean test lint sanity unit integration molecule changelog-lint bootstrap apt venv collection image clean
+.PHONY: help demo demo-check demo-clean test lint sanity unit integration molecule changelog-lint bootstrap apt venv collection image clean
 
 help:
 	@echo "make demo        run the embedded default site and print the posture report"
 	@echo "make test        everything CI checks (lint, sanity, unit, integration, molecule)"
 	@echo "make lint | sanity | unit | integration | molecule | changelog-lint"
+	@echo "make demo-check  site.yml --check --diff on the demo site: fails unless 0 changes are predicted"
 	@echo "make demo-clean  remove everything the demo created"
 
 # ---- bootstrap -------------------------------------------------------------------------------
@@ -131,6 +132,9 @@ molecule: bootstrap
 # The embedded site on podman hosts: site.yml, the proofs, the posture report (scripts/demo.py).
 demo: bootstrap
 	$(BIN)/python scripts/demo.py up
+
+demo-check: bootstrap
+	$(BIN)/python scripts/demo.py check
 
 demo-clean: bootstrap
 	$(BIN)/python scripts/demo.py clean

@@ -1,13 +1,15 @@
-"""`make demo` and `make demo-clean`: the embedded default site with podman hosts (issue 13).
+"""`make demo`, `make demo-check` and `make demo-clean`: the embedded default site with podman hosts (issue 13).
 
 `up` starts (or reuses) what a real site has: systemd containers in podman for the database, web,
 restore and monitoring hosts on the network locksmith-demo, and on the controller's address in that
 network OpenBao (the Vault API) and moto (S3, two buckets for two regions). It then runs
 playbooks/demo/prepare.yml (what a site already has before us: PostgreSQL with the app's data, a
 login for the backup job, TLS material) and playbooks/site.yml exactly as a user runs them, runs the
-proofs, and prints the posture report. `clean` removes everything `up` created (containers, network,
-processes, files under .build/demo and the data directory), and nothing else. State (ports, pids) is
-kept in .build/demo/state.json so a second `up` reuses what is running.
+proofs, and prints the posture report. `check` runs site.yml with --check --diff against the site
+`up` left and fails unless it predicts 0 changes (what AWX's nightly check-mode job sees). `clean`
+removes everything `up` created (containers, network, processes, files under .build/demo and the
+data directory), and nothing else. State (ports, pids) is kept in .build/demo/state.json so a
+second `up` reuses what is running.
 """
 
 from __future__ import annotations
@@ -646,10 +648,22 @@ def clean() -> int:
     return 0
 
 
+def check() -> int:
+    """site.yml --check --diff on the converged site: every step predicts its changes, so 0 means no drift."""
+    if not ENDPOINTS_FILE.exists():
+        step("the demo is not up: run `make demo` first")
+        return 2
+    step("running playbooks/site.yml --check --diff (log: .build/demo/site-check.log)")
+    recap = run_play(SITE, STATE_DIR / "site-check.log", "--check", "--diff")
+    changed = sum(r["changed"] for h, r in recap.items() if not h.startswith("_"))
+    step(f"site.yml --check --diff: exit {recap['_rc']}, {changed} changes predicted in {recap['_seconds']}s")
+    return 0 if recap["_rc"] == 0 and changed == 0 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "clean"])
-    return up() if parser.parse_args().action == "up" else clean()
+    parser.add_argument("action", choices=["up", "check", "clean"])
+    return {"up": up, "check": check, "clean": clean}[parser.parse_args().action]()
 
 
 if __name__ == "__main__":
