@@ -41,6 +41,7 @@ STATE_DIR = REPO / ".build" / "demo"
 STATE_FILE = STATE_DIR / "state.json"
 ENDPOINTS_FILE = STATE_DIR / "endpoints.yml"
 KNOWN_HOSTS = STATE_DIR / "known_hosts"  # the demo hosts' SSH keys (inventories/demo/hosts.yml)
+ADMIN_KEY = STATE_DIR / "id_ed25519"  # the admin's SSH key: Ansible's and the proofs' login as ops
 REPORT_DIR = STATE_DIR / "report"
 APP_REPO = STATE_DIR / "app-repo"  # the demo app's source tree, which the secret scan covers
 DATA_DIR = Path(os.environ.get("LOCKSMITH_DEMO_DATA", "/var/tmp/locksmith-demo"))
@@ -207,23 +208,31 @@ def ensure_app_repo() -> None:
 
 def ensure_ssh_key() -> str:
     """The admin's key: the proofs log in over SSH from the admin address with it."""
-    key = STATE_DIR / "id_ed25519"
-    if not key.exists():
+    if not ADMIN_KEY.exists():
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "locksmith-demo", "-f", str(key)], check=True
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "locksmith-demo", "-f", str(ADMIN_KEY)], check=True
         )
-    return key.with_suffix(".pub").read_text().strip()
+    return ADMIN_KEY.with_suffix(".pub").read_text().strip()
+
+
+def admin_ssh(address: str, *command: str) -> tuple[int, str]:
+    """Run `command` on a host as the admin (ops, the demo's key, the settings of inventories/demo/hosts.yml);
+    return the exit status (255 when SSH itself failed or hung) and the end of stderr."""
+    argv = ["ssh", "-i", str(ADMIN_KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
+            f"ops@{address}", *command]  # fmt: skip
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except subprocess.TimeoutExpired:
+        return 255, "ssh did not finish within 30 s"
+    return done.returncode, done.stderr.strip()[-120:]
 
 
 def ssh_ready(address: str) -> bool:
     """Whether the admin already logs in to a host with the demo's key and may sudo (else prepare.yml's first
     play creates the account over podman exec)."""
-    key = STATE_DIR / "id_ed25519"
-    argv = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
-            f"ops@{address}", "sudo", "-n", "true"]  # fmt: skip
-    return key.exists() and subprocess.run(argv, capture_output=True, check=False, timeout=30).returncode == 0
+    return ADMIN_KEY.exists() and admin_ssh(address, "sudo", "-n", "true")[0] == 0
 
 
 # ---- proofs ------------------------------------------------------------------------------------------
@@ -283,12 +292,8 @@ def prove_network() -> list[dict]:
     seen = {}
     for service, port in (("ssh", 22), ("postgresql", 5432)):
         seen[service] = {"admin": from_admin(db, port), "outside": from_address(OUTSIDER, "connect", db, str(port))}
-    ssh_login = subprocess.run(
-        ["ssh", "-i", str(STATE_DIR / "id_ed25519"), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", f"ops@{db}", "true"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    seen["ssh"]["admin_login"] = "ok" if ssh_login.returncode == 0 else ssh_login.stderr.strip()[-120:]
+    status, error = admin_ssh(db, "true")
+    seen["ssh"]["admin_login"] = "ok" if status == 0 else error
     (REPORT_DIR / "network.json").write_text(json.dumps(seen, indent=2))
     leaks = sum(1 for s in seen.values() if s["outside"] == "open")
     admin_ok = sum(1 for s in seen.values() if s["admin"] == "open") + (seen["ssh"]["admin_login"] == "ok")
@@ -544,6 +549,11 @@ def run_play(playbook: Path, log: Path, *extra: str) -> dict:
     return recap
 
 
+def changed_count(recap: dict) -> int:
+    """Changes over every host of a run_play recap (its "_rc"/"_seconds" entries are not hosts)."""
+    return sum(r["changed"] for h, r in recap.items() if not h.startswith("_"))
+
+
 def write_endpoints(state: dict) -> None:
     endpoints = {
         "demo_endpoints": {
@@ -582,7 +592,7 @@ def up() -> int:
             return 1
     state["last_run"] = runs
     save_state(state)
-    changed = sum(r["changed"] for h, r in runs["site"].items() if not h.startswith("_"))
+    changed = changed_count(runs["site"])
     step(f"site.yml: {changed} changed in {runs['site']['_seconds']}s" + ("  (converged)" if not changed else ""))
     promises = []
     if state.get("runs_done"):  # a re-run of a converged site must change nothing
@@ -653,7 +663,7 @@ def check() -> int:
         return 2
     step("running playbooks/site.yml --check --diff (log: .build/demo/site-check.log)")
     recap = run_play(SITE, STATE_DIR / "site-check.log", "--check", "--diff")
-    changed = sum(r["changed"] for h, r in recap.items() if not h.startswith("_"))
+    changed = changed_count(recap)
     step(f"site.yml --check --diff: exit {recap['_rc']}, {changed} changes predicted in {recap['_seconds']}s")
     return 0 if recap["_rc"] == 0 and changed == 0 else 1
 
