@@ -297,6 +297,59 @@ def test_alert_fires_after_for_and_not_below_threshold(alert, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_down_host_is_one_host_down_not_an_exporter_down_per_exporter(tmp_path):
+    """Every scrape of a stopped host fails: HostDown fires, ExporterDown does not, whichever scrape failed
+    first. An exporter down on a host that is up still fires, and the other host's node_exporter does not hide it."""
+    path, _rule = _alerts_in_rule_files()["ExporterDown"]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": _series(
+                [
+                    # web1 stopped: its mtail scrape fails a minute before its node_exporter scrape does.
+                    ('up{job="mtail",host="web1",instance="10.0.0.5:3903"}', "1 0x12"),
+                    ('up{job="node",host="web1",instance="10.0.0.5:9100"}', "1 1 0x11"),
+                    # db1 up, its postgres exporter down.
+                    ('up{job="postgres",host="db1",instance="10.0.0.4:9187"}', "0x12"),
+                    ('up{job="node",host="db1",instance="10.0.0.4:9100"}', "1x12"),
+                ]
+            ),
+            "alert_rule_test": [
+                {
+                    "eval_time": "10m",
+                    "alertname": "ExporterDown",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {
+                                "job": "postgres",
+                                "host": "db1",
+                                "instance": "10.0.0.4:9187",
+                                "severity": "warning",
+                            }
+                        }
+                    ],
+                },
+                {
+                    "eval_time": "10m",
+                    "alertname": "HostDown",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {
+                                "job": "node",
+                                "host": "web1",
+                                "instance": "10.0.0.5:9100",
+                                "severity": "critical",
+                            }
+                        }
+                    ],
+                },
+            ],
+        }
+    ]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # ---- SLO burn rates ------------------------------------------------------------------------
 def _slo_rule_file(tmp_path: Path, objective: float) -> Path:
     spec = [
