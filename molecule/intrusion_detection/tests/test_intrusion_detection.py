@@ -35,6 +35,7 @@ BENIGN_SOURCES = {f"198.18.2.{i + 1}": target for i, target in enumerate(BENIGN)
 SSH_SOURCE = "198.18.3.1"
 SSH_FEW_SOURCE = "198.18.3.2"
 SINGLE_SOURCE = "198.18.4.1"
+RESTART_SOURCE = "198.18.4.2"
 
 # Sends each target as-is (http.client does not re-encode it) from its own source address.
 SENDER = r"""
@@ -113,7 +114,7 @@ def addresses(host):
     Bans from an earlier verify run on the same container are lifted first, so a re-run starts clean.
     """
     assert host.run("fail2ban-client unban --all").rc == 0
-    wanted = [SERVER, *ATTACK_SOURCES, *BENIGN_SOURCES, SSH_SOURCE, SSH_FEW_SOURCE, SINGLE_SOURCE]
+    wanted = [SERVER, *ATTACK_SOURCES, *BENIGN_SOURCES, SSH_SOURCE, SSH_FEW_SOURCE, SINGLE_SOURCE, RESTART_SOURCE]
     present = host.check_output("ip -o -4 addr show dev lo")
     batch = "".join(f"addr add {a}/32 dev lo\n" for a in wanted if f" {a}/32 " not in present)
     if batch:
@@ -268,3 +269,28 @@ def test_metrics_file_has_the_ban_counts(host, web_run):
 def test_metrics_timer_is_scheduled(host):
     assert host.service("locksmith-ids-metrics.timer").is_enabled
     assert host.service("locksmith-ids-metrics.timer").is_running
+
+
+def test_the_first_ban_after_a_restart_does_not_wait_for_dns(host, addresses):
+    """Nothing in the ban path resolves names: ignoreself is off and the host's own addresses are in ignoreip. With
+    an unreachable resolver first in resolv.conf, the first ban after a restart still comes in seconds (fail2ban's
+    ignoreself waited 30 to 50 s for resolver timeouts on the demo's web host)."""
+    config = host.file("/etc/fail2ban/jail.d/locksmith.local").content_string
+    assert re.search(r"^ignoreself = false$", config, re.M)
+    ignoreip = re.search(r"^ignoreip = (.*)$", config, re.M).group(1).split()
+    own = set(host.check_output("hostname -I").split()) - set(addresses)  # the test sources came after converge
+    assert own and own <= set(ignoreip), (own, ignoreip)
+    resolv = host.file("/etc/resolv.conf").content_string
+    # 192.0.2.53 (TEST-NET-1) never answers: every query the ban path made would wait 5 s, twice.
+    with_stdin(host, "nameserver 192.0.2.53\noptions timeout:5 attempts:2\n" + resolv, "cat > /etc/resolv.conf")
+    try:
+        assert host.run("systemctl restart fail2ban").rc == 0
+        deadline = time.monotonic() + 60
+        while host.run("fail2ban-client status locksmith-nginx-xss").rc != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        start = time.monotonic()
+        send(host, {RESTART_SOURCE: "/search?q=%3Cscript%3Ealert(1)%3C/script%3E"})
+        assert wait_banned(host, "locksmith-nginx-xss", RESTART_SOURCE, SINGLE_BAN_DEADLINE_SECONDS)
+        record(f"first ban after a restart, resolver unreachable: {time.monotonic() - start:.1f} s after the request")
+    finally:
+        with_stdin(host, resolv, "cat > /etc/resolv.conf")
