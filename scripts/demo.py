@@ -422,7 +422,8 @@ def received(since: int = 0) -> list[tuple[str, str, float]]:
         except ValueError:
             continue
         body = note.get("body", note)
-        at = note.get("received", 0.0)
+        # A line without the receiver's own stamp counts from when it was read (later, never earlier).
+        at = note.get("received") or time.time()
         seen += [(a.get("labels", {}).get("alertname"), a.get("status"), at) for a in body.get("alerts", [])]
     return seen
 
