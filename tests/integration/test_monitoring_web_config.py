@@ -310,14 +310,16 @@ def _notified(receiver, status, since, timeout):
     return None
 
 
-def _page_after_outage(receiver, prometheus_port, exporter_proc, interval, label):
+def _page_after_outage(receiver, prometheus_port, exporter_proc, interval, label, alertmanager_log):
     """Stop the exporter at a random point of the scrape interval; seconds until HostDown fires at the receiver."""
     # Callers come right after a scrape or a notification: a random wait puts the fault anywhere in the interval.
     time.sleep(secrets.randbelow(interval * 1000) / 1000)
     exporter_proc.stop()
     fault = time.time()
     arrived = _notified(receiver, "firing", fault, timeout=90)
-    assert arrived is not None, f"HostDown ({label}) never reached the receiver"
+    assert arrived is not None, (
+        f"HostDown ({label}) never reached the receiver\n" + alertmanager_log.read_text()[-2000:]
+    )
     # Where the time went: the first failed scrape, the evaluation that made the alert pending, `for:`, then
     # Alertmanager's wait (group_wait for a new group, group_interval for one that exists) and the delivery.
     samples = _query(prometheus_port, 'up{job="node"}[3m]')[0]["values"]
@@ -402,12 +404,16 @@ def test_host_down_pages_within_the_documented_bounds_with_the_production_defaul
             time.sleep(1)
         assert _query(prometheus_port, 'up{job="node"} == 1'), "the TLS exporter is never scraped"
         bound = 2 * interval + 30 + 10 + 5
-        first = _page_after_outage(receiver, prometheus_port, exporter["proc"], interval, "first outage")
+        first = _page_after_outage(
+            receiver, prometheus_port, exporter["proc"], interval, "first outage", alertmanager.log
+        )
         assert 40 <= first <= bound, first
         exporter["proc"].start()
         back = time.time()
         assert _notified(receiver, "resolved", back, timeout=60), "HostDown never resolved at the receiver"
-        second = _page_after_outage(receiver, prometheus_port, exporter["proc"], interval, "second outage")
+        second = _page_after_outage(
+            receiver, prometheus_port, exporter["proc"], interval, "second outage", alertmanager.log
+        )
         assert 40 <= second <= bound, second
     finally:
         prometheus.stop()
