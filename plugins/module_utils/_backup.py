@@ -52,6 +52,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils._stream import (
 )
 
 MANIFEST_FORMAT = 1
+# zstd worker threads; past the cores a database host can spare for a backup, more only adds memory.
+MAX_COMPRESSION_THREADS = 32
 GLOBALS_TRAILER = b"PostgreSQL database cluster dump complete"
 _ROW_ESTIMATES = (
     "SELECT n.nspname AS schema, c.relname AS name, c.reltuples::bigint AS rows "
@@ -84,6 +86,7 @@ def backup_argument_spec():
         tables=dict(type="list", elements="str", default=[]),
         exclude_tables=dict(type="list", elements="str", default=[]),
         compression=dict(type="str", default="zstd:3"),
+        compression_threads=dict(type="int", default=1),
         pg_bin_dir=dict(type="path"),
         encryption_key=dict(type="str", no_log=True),
         encryption_key_file=dict(type="path", no_log=False),
@@ -122,6 +125,13 @@ class BackupJob:
                 _postgres.split_qualified(name, "%s[%d]" % (option, index))
         if params.get("jobs", 1) < 1:
             raise BackupError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
+        threads = params.get("compression_threads", 1)
+        if threads is None or not 0 <= threads <= MAX_COMPRESSION_THREADS:
+            raise BackupError(
+                "compression_threads must be 0 (compress in the dump's own thread) to %d (it is %s); 1, the "
+                "default, compresses beside the dump on one more core" % (MAX_COMPRESSION_THREADS, threads),
+                option="compression_threads",
+            )
         if params.get("jobs", 1) > 1 and params.get("format") != "directory":
             raise BackupError(
                 "jobs=%d needs format=directory (pg_dump dumps in parallel only to a directory); "
@@ -260,7 +270,8 @@ class BackupJob:
             conn.close()
 
     def _stages(self, plain_method=None, level=0):
-        stages = [compressor(plain_method, level) if plain_method else None]
+        threads = self.params.get("compression_threads", 1)
+        stages = [compressor(plain_method, level, threads) if plain_method else None]
         if self.key is not None:
             stages.append(Encryptor(self.key))
         return stages

@@ -153,8 +153,9 @@ def test_sequence_through_ansible_playbook(ansible, pg_cluster, seeded, tmp_path
 
 
 # ---- round trips ---------------------------------------------------------------------------------
-def test_round_trip_restores_identical_contents(pg_cluster, seeded, tmp_path, scratch_db):
-    result = backup(pg_cluster, seeded, [local(tmp_path)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_round_trip_restores_identical_contents(pg_cluster, seeded, tmp_path, scratch_db, threads):
+    result = backup(pg_cluster, seeded, [local(tmp_path)], compression_threads=threads)
     assert result["changed"] is True, result
     dump = tmp_path / seeded / result["backup"]["id"] / f"{seeded}.dump.zst"
     target = scratch_db()

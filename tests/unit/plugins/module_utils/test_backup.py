@@ -65,6 +65,8 @@ def test_identifiers_are_validated_first(over, match):
     [
         ({"jobs": 0}, "jobs must be 1 or more"),
         ({"jobs": 2}, "needs format=directory"),
+        ({"compression_threads": -1}, "compression_threads must be 0 .* to 32 \\(it is -1\\)"),
+        ({"compression_threads": 33}, "compression_threads must be 0 .* to 32 \\(it is 33\\)"),
         ({"pg_bin_dir": "/nonexistent"}, "pg_dump not found in pg_bin_dir '/nonexistent'"),
         ({"compression": "lz4"}, "needs pg_dump 16"),
         ({"encryption_key": "nope"}, "256-bit key"),

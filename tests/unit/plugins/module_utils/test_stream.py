@@ -65,6 +65,16 @@ def test_compressors_round_trip_and_match_the_standard_tools(method, suffix, rea
     assert back.feed(packed) + back.finish() == data
 
 
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_zstd_threads_give_one_standard_frame(threads):
+    # Several workers split the input into jobs; the output must still be one stream any zstd reads.
+    data = os.urandom(4096) * 4096  # 16 MiB: more than one zstd job at level 3
+    stage = _stream.compressor("zstd", 3, threads)
+    packed = b"".join(stage.feed(data[i : i + (1 << 20)]) for i in range(0, len(data), 1 << 20)) + stage.finish()
+    assert len(packed) < len(data) // 10
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(packed) == data
+
+
 class FakeSink:
     def __init__(self, fail_at=None, size_delta=0):
         self.data = bytearray()
