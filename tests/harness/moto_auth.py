@@ -32,14 +32,16 @@ class AuthMotoServer(MotoServer):
         if binary is None:
             raise ServiceError("`moto_server` not found on PATH; it comes from PyPI moto[server] (run `make venv`)")
         env = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-        self._proc = ManagedProcess([binary, "-H", self.host, "-p", str(self.port)], log=self.log, env=env).start()
+        self._proc = ManagedProcess(self._argv(binary), log=self.log, env=env).start()
         wait_for_port(self.host, self.port, timeout=30, proc=self._proc.proc, log=self.log)
         return self
 
     def _set_auth_count(self, count: str) -> None:
         import requests
 
-        requests.post(f"{self.endpoint_url}/moto-api/reset-auth", data=count, timeout=5).raise_for_status()
+        requests.post(
+            f"{self.endpoint_url}/moto-api/reset-auth", data=count, timeout=5, verify=self._verify()
+        ).raise_for_status()
 
     @contextlib.contextmanager
     def unauthenticated(self):
@@ -71,4 +73,5 @@ class AuthMotoServer(MotoServer):
             region_name=region,
             aws_access_key_id=keys["access_key"],
             aws_secret_access_key=keys["secret_key"],
+            verify=self.ca_file,  # None: botocore's own default
         )

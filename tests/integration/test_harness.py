@@ -75,6 +75,31 @@ def test_moto_s3_multipart_and_secrets_manager(moto, s3_bucket):
     assert sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"] == "v1"
 
 
+def test_moto_over_tls_verifies_and_closes_connections_cleanly(cert_factory, tmp_path):
+    from tests.harness.moto import MotoServer
+
+    leaf = cert_factory.leaf("localhost", sans=("localhost", "127.0.0.1"))
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(leaf.cert_path.read_bytes() + leaf.chain_path.read_bytes())
+    server = MotoServer(ssl_cert=chain, ssl_key=leaf.key_path, ca_file=cert_factory.ca_file).start()
+    try:
+        assert server.endpoint_url.startswith("https://")
+        server.client("s3").create_bucket(Bucket="tls", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        assert [b["Name"] for b in server.client("s3").list_buckets()["Buckets"]] == ["tls"]
+        # Every reply says `Connection: close`; reading one to the end must meet a close_notify, not a bare EOF
+        # (which OpenSSL 3 clients such as pgBackRest refuse), so ragged EOFs are not suppressed here.
+        context = ssl.create_default_context(cafile=str(cert_factory.ca_file))
+        with socket.create_connection((server.host, server.port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as tls:
+                tls.sendall(b"GET /tls HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                reply = b""
+                while chunk := tls.recv(65536):
+                    reply += chunk
+        assert reply.startswith(b"HTTP/1.1 ") and b"Connection: close" in reply, reply[:300]
+    finally:
+        server.stop()
+
+
 def test_tls_peer_presents_a_chain_that_verifies(cert_factory, tls_peer):
     peer = tls_peer(cert_factory.leaf("localhost", days=30))
     context = ssl.create_default_context(cafile=str(cert_factory.ca_file))

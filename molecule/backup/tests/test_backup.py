@@ -167,7 +167,13 @@ def test_postgresql_archives_wal_with_pgbackrest(host):
     )
     conf = host.file("/etc/pgbackrest/pgbackrest.conf")
     assert (conf.user, conf.group, conf.mode) == ("root", "postgres", 0o640)
-    for line in ("repo1-path=/var/lib/pgbackrest", "repo1-retention-full=1", "compress-type=zst", "start-fast=y"):
+    for line in (
+        "repo1-path=/var/lib/pgbackrest",
+        "repo1-retention-full=1",
+        "compress-type=zst",
+        "start-fast=y",
+        "repo1-bundle=y",
+    ):
         assert line in conf.content_string.splitlines(), line
 
 
