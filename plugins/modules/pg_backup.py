@@ -105,9 +105,9 @@ options:
       - V(1) compresses on one worker beside the thread reading C(pg_dump), as C(pg_dump -Z0 | zstd) does with
         two processes. V(2) or more split the stream into blocks compressed side by side, on that many more
         cores; the file is the same zstd format, a few bytes larger. V(0) compresses in the reading thread.
-      - Measured on 2 cores (pgbench scale 50, C(benchmarks/pg_backup_vs_pg_dump.py)), V(1) takes about 1.1 times
-        as long as C(pg_dump -Z0 | zstd -3) and V(2) about 0.8 times. Raise it only where the database host has idle
-        cores in the backup window.
+      - Measured on 2 cores (pgbench scale 50, C(benchmarks/pg_backup_vs_pg_dump.py), median of 5 same-round
+        ratios), V(1) takes as long as C(pg_dump -Z0 | zstd -3) (1.00) and V(2) 0.88 times as long. Raise it only
+        where the database host has idle cores in the backup window.
     type: int
     default: 1
     version_added: 0.1.0
