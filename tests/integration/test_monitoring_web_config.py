@@ -245,7 +245,7 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager")
 
 
 @pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian prometheus-alertmanager) is not installed")
-def test_critical_route_waits_10s_and_reaches_every_paging_receiver(ansible, tmp_path):
+def test_critical_route_waits_5s_and_reaches_every_paging_receiver(ansible, tmp_path):
     config_file = tmp_path / "alertmanager.yml"
     _render(
         ansible,
