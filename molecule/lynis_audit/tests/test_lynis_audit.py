@@ -152,3 +152,19 @@ def test_metric_follows_a_new_report_by_rename(host, report):
     assert host.check_output("stat -c %%i %s", METRICS_FILE) != inode_before
     # No temporary file is left under a name node_exporter would read.
     assert host.check_output("find %s -maxdepth 1 -name '*.prom' -newer %s", METRICS_DIR, fake) == METRICS_FILE
+
+
+def test_the_package_ca_bundle_is_not_walked_for_expired_certificates(host, report):
+    profile = host.file("/var/lib/locksmith/lynis/locksmith.prf")
+    assert (profile.user, profile.mode) == ("root", 0o640)
+    assert "ssl-certificate-paths-to-ignore=/etc/letsencrypt/archive:/usr/share/ca-certificates:" in (
+        profile.content_string.splitlines()
+    )
+    log = host.file("/var/lib/locksmith/lynis/lynis.log").content_string
+    assert "Reading profile/configuration /var/lib/locksmith/lynis/locksmith.prf" in log
+    assert "Paths to ignore: /etc/letsencrypt/archive /usr/share/ca-certificates" in log
+    assert "skipping directory (/usr/share/ca-certificates/mozilla) as it is on ignore list" in log
+    # What CRYP-7902 checks is unchanged: files no package owns, under the paths still walked (/etc/ssl here).
+    checked = [line.split("|", 1)[0] for line in report.get("certificate", [])]
+    assert "/etc/ssl/certs/ca-certificates.crt" in checked
+    assert not [path for path in checked if path.startswith("/usr/share/ca-certificates/")]

@@ -53,6 +53,7 @@ def test_skipped_controls_are_reported_with_a_reason_and_check_mode_changes_noth
     # The shared converge includes the role dynamically, so --tags would skip it: switch the other controls off.
     others = ["modules", "login_defs", "pwquality", "core_dumps", "shell", "permissions", "sudo_log", "upgrades"]
     others += ["legacy_packages", "banner", "tools", "shm", "compilers", "aide", "accounting"]
+    # usbguard stays on: its skip (no USB bus here) is one of those checked below.
     run = _playbook(
         "--check",
         "--extra-vars",
@@ -63,6 +64,7 @@ def test_skipped_controls_are_reported_with_a_reason_and_check_mode_changes_noth
     out = " ".join(run.stdout.split())
     assert "sysctl live apply (dev, fs, kernel, net): /proc/sys is read-only here" in out
     assert "auditd service: no audit subsystem" in out
+    assert "USBGuard daemon: no USB bus here (/sys/bus/usb/devices is missing)" in out
     assert "changed=0" in out
 
 
@@ -214,6 +216,45 @@ def test_sysstat_collects_and_accounting_skip_is_reported(host):
     assert not host.package("acct").is_installed
 
 
+def test_usbguard_blocks_unknown_devices_and_lets_keyboards_in(host):
+    conf = host.file("/etc/usbguard/usbguard-daemon.conf")
+    assert (conf.user, conf.group, conf.mode) == ("root", "root", 0o600)  # the daemon refuses a readable one
+    settings = dict(line.split("=", 1) for line in conf.content_string.splitlines() if line and line[0] != "#")
+    assert settings["ImplicitPolicyTarget"] == "block"
+    for key in ("PresentDevicePolicy", "PresentControllerPolicy", "InsertedDevicePolicy"):
+        assert settings[key] == "apply-policy", key
+    assert settings["RestoreControllerDeviceState"] == "false"
+    assert settings["RuleFile"] == "/etc/usbguard/rules.conf"
+    rules = host.file("/etc/usbguard/rules.d/50-locksmith.conf").content_string.splitlines()
+    assert [line for line in rules if line and line[0] != "#"] == ["allow with-interface match-all { 03:*:* 09:00:* }"]
+    # The daemon parses its configuration and every rule file before it reads the USB bus, and names the first
+    # error: here the only one is the bus this container lacks.
+    run = host.run("usbguard-daemon -k -c /etc/usbguard/usbguard-daemon.conf")
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if "(E)" in line]
+    assert run.rc != 0
+    assert len(errors) == 1 and errors[0].endswith("loadFiles: /sys/bus/usb/devices: No such file or directory"), errors
+    # Without a bus both units are enabled and skipped by their condition, so systemd is not degraded.
+    for unit in ("usbguard.service", "usbguard-dbus.service"):
+        state = host.check_output("systemctl show -p UnitFileState,ConditionResult,ActiveState %s", unit).split()
+        assert sorted(state) == ["ActiveState=inactive", "ConditionResult=no", "UnitFileState=enabled"], unit
+    assert host.run("systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_a_bad_usbguard_rule_is_refused_and_the_rules_stay(host):
+    before = host.file("/etc/usbguard/rules.d/50-locksmith.conf").content_string
+    run = _playbook(
+        "--extra-vars",
+        json.dumps({"os_hardening_usbguard_rules": ["allow id 0463:ffff", "allow everything please"]}),
+        os.path.join(PROJECT, "molecule", "_shared", "converge.yml"),
+    )
+    assert run.returncode != 0
+    # molecule's ansible.cfg sends failures to stderr (display_failed_stderr).
+    out = " ".join((run.stdout + run.stderr).split())
+    assert "os_hardening_usbguard_rules holds 'allow everything please', which usbguard-rule-parser refuses" in out
+    assert "holds 'allow id 0463:ffff'" not in out  # the good rule passes
+    assert host.file("/etc/usbguard/rules.d/50-locksmith.conf").content_string == before
+
+
 def test_assembler_is_for_root_only(host):
     assembler = host.file("/usr/bin/x86_64-linux-gnu-as")
     if not assembler.exists:
@@ -234,22 +275,26 @@ def test_lynis_index_rises(host):
     assert after["hardening_index"] >= before["hardening_index"] + 10
 
 
-def test_lynis_index_with_ssh_hardening(host):
-    """harden.yml's os_hardening + ssh_hardening, measured; the arithmetic to 85 is in docs/hardening.md."""
+def test_lynis_index_with_harden_host_roles(host):
+    """harden.yml's os_hardening, ssh_hardening and intrusion_detection, measured against the target of 85."""
     before = json.loads(host.file("/var/lib/locksmith/lynis/before/summary.json").content_string)
-    run = _playbook(os.path.join(SCENARIO, "tests", "lynis_with_ssh.yml"))
+    run = _playbook(os.path.join(SCENARIO, "tests", "lynis_harden.yml"))
     assert run.returncode == 0, run.stdout + run.stderr
-    after = json.loads(host.file("/var/lib/locksmith/lynis/with_ssh/summary.json").content_string)
+    after = json.loads(host.file("/var/lib/locksmith/lynis/harden/summary.json").content_string)
     print(
-        f"Lynis hardening index with ssh_hardening: before {before['hardening_index']}, "
+        f"Lynis hardening index with ssh_hardening and intrusion_detection: before {before['hardening_index']}, "
         f"after {after['hardening_index']}"
     )
     suggestions = after["suggestions"]
-    assert not [s for s in suggestions if s.startswith(("FINT-4350", "HRDN-7222", "ACCT-9626", "KRNL-5820"))]
+    gone = ("FINT-4350", "HRDN-7222", "ACCT-9626", "KRNL-5820", "TOOL-5190")
+    assert not [s for s in suggestions if s.startswith(gone)]
     # The one SSH-7408 left is Port 22, kept on purpose (docs/hardening.md).
     assert [s for s in suggestions if s.startswith("SSH-7408")] == [
         "SSH-7408: Consider hardening SSH configuration (Port (set 22 to ))"
     ]
-    # Measured 82 in this container (59 before); 85 needs points an unprivileged container cannot give, see the
-    # arithmetic in docs/hardening.md. A margin of 2 for Lynis' own run-to-run noise.
-    assert after["hardening_index"] >= 80
+    # USB-3000 reads USBGuard's configuration, not the daemon (which has no USB bus to guard here).
+    log = host.file("/var/lib/locksmith/lynis/harden/lynis.log").content_string
+    for result in ("USBGuard is installed", "ImplicitPolicyTarget = block", "InsertedDevicePolicy = apply-policy"):
+        assert f"Result: {result}" in log, result
+    # The issue's target. docs/hardening.md lists the points still missing and why each stays.
+    assert after["hardening_index"] >= 85
