@@ -165,6 +165,26 @@ def test_only_security_updates_install_unattended(host):
     assert host.service("unattended-upgrades").is_enabled
 
 
+def test_a_package_index_update_is_stamped_so_cache_valid_time_works(host):
+    stamp = "/var/lib/apt/periodic/update-success-stamp"
+    host.run("rm -f %s", stamp)
+    assert host.run("apt-get -qq update").rc == 0
+    age = host.check_output("echo $(( $(date +%%s) - $(stat -c %%Y %s) ))", stamp)
+    assert 0 <= int(age) < 120
+    # Ansible's apt module now finds the index fresh: no download, so nothing changes and no new stamp is needed.
+    host.run("touch -d '10 minutes ago' %s", stamp)
+    before = host.check_output("stat -c %%Y %s", stamp)
+    run = subprocess.run(
+        ["ansible", "all", "--inventory", os.environ["MOLECULE_INVENTORY_FILE"], "-m", "ansible.builtin.apt",
+         "-a", "update_cache=true cache_valid_time=3600"],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert '"cache_updated": false' in run.stdout, run.stdout
+    assert host.check_output("stat -c %%Y %s", stamp) == before
+
+
 def test_legacy_packages_are_removed(host):
     assert not host.package("inetutils-telnet").is_installed
     assert host.run("command -v telnet").rc != 0
