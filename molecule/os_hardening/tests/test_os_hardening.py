@@ -245,6 +245,9 @@ def test_usbguard_blocks_unknown_devices_and_lets_keyboards_in(host):
         assert settings[key] == "apply-policy", key
     assert settings["RestoreControllerDeviceState"] == "false"
     assert settings["RuleFile"] == "/etc/usbguard/rules.conf"
+    # Only root may allow a device: no access files (Debian's postinst writes one for the plugdev group).
+    assert (settings["IPCAllowedUsers"], settings["IPCAllowedGroups"]) == ("root", "root")
+    assert "IPCAccessControlFiles" not in settings
     rules = host.file("/etc/usbguard/rules.d/50-locksmith.conf").content_string.splitlines()
     assert [line for line in rules if line and line[0] != "#"] == ["allow with-interface match-all { 03:*:* 09:00:* }"]
     # The daemon parses its configuration and every rule file before it reads the USB bus, and names the first
