@@ -168,3 +168,28 @@ def test_the_package_ca_bundle_is_not_walked_for_expired_certificates(host, repo
     checked = [line.split("|", 1)[0] for line in report.get("certificate", [])]
     assert "/etc/ssl/certs/ca-certificates.crt" in checked
     assert not [path for path in checked if path.startswith("/usr/share/ca-certificates/")]
+
+
+def test_lynis_reads_the_index_the_role_keeps_fresh(host):
+    """Lynis does not update the package index in PKGS-7392: the role's apt task did, if it was over the limit."""
+    profile = host.file("/var/lib/locksmith/lynis/locksmith.prf").content_string.splitlines()
+    assert "refresh-repositories=no" in profile
+    log = host.file("/var/lib/locksmith/lynis/lynis.log").content_string
+    assert "Performing test ID PKGS-7392" in log
+    assert "updating is disabled via configuration" in log
+    assert "Action: updating package repository with apt-get" not in log
+
+
+def test_limit_zero_lets_lynis_update_the_index_itself(host):
+    run = converge_with({"lynis_audit_install_enabled": False, "lynis_audit_package_index_max_age": 0}, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    profile = host.file("/var/lib/locksmith/lynis/locksmith.prf").content_string.splitlines()
+    assert not [line for line in profile if line.startswith("refresh-repositories")]
+    log = host.file("/var/lib/locksmith/lynis/lynis.log").content_string
+    assert "Action: updating package repository with apt-get" in log
+
+
+def test_negative_index_age_is_refused_by_name(host):
+    run = converge_with({"lynis_audit_package_index_max_age": -1}, timeout=120)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "lynis_audit_package_index_max_age is -1" in " ".join(run.stderr.split()), run.stderr
