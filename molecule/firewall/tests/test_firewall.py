@@ -81,15 +81,15 @@ def policy_drops(host):
     return int(re.search(r"counter packets (\d+) bytes \d+ comment \"dropped by policy\"", table(host))[1])
 
 
-def run_role(extra_vars, ssh_to=None):
-    """Run the shared converge (this role) with extra vars, over podman or over SSH as root."""
+def run_role(extra_vars, ssh_to=None, playbook=CONVERGE):
+    """Run the shared converge (this role), or ``playbook``, with extra vars, over podman or over SSH as root."""
     if ssh_to:
         key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "id_ed25519")
         target = ["--inventory", f"{ssh_to},", "--user", "root", "--private-key", key]
     else:
         target = ["--inventory", os.environ["MOLECULE_INVENTORY_FILE"]]
     run = subprocess.run(
-        ["ansible-playbook", *target, "--extra-vars", json.dumps(extra_vars), CONVERGE],
+        ["ansible-playbook", *target, "--extra-vars", json.dumps(extra_vars), playbook],
         capture_output=True,
         text=True,
         check=False,
@@ -278,3 +278,17 @@ def test_ruleset_that_cuts_the_controller_off_is_rolled_back(host, addresses):
     # SSH answers the controller again.
     with socket.create_connection((addresses["target"], 22), timeout=5) as sock:
         assert sock.recv(64).startswith(b"SSH-2.0-")
+
+
+def test_a_pass_the_run_already_applied_is_skipped_and_a_changed_one_is_not(host):
+    """site.yml applies the role twice per host; the same values a second time in one run do nothing."""
+    rc, output = run_role({}, playbook=os.path.join(PROJECT, "molecule", "firewall", "three_passes.yml"))
+    assert rc == 0, output
+    same = "This run already applied and confirmed the same ruleset and settings on"
+    assert output.count(same) == 1, output
+    # The nft probe and the install ran in the first and third passes only.
+    probe = r"TASK \[locksmith\.ops\.firewall : Check nft may change this network namespace's ruleset\][^\[]*ok:"
+    assert len(re.findall(probe, output)) == 2, output
+    second = output.split("PLAY [Second pass", 1)[1].split("PLAY [Third pass", 1)[0]
+    assert "ok: [" not in second.split(same, 1)[1].split("Report the controls skipped", 1)[0], second
+    assert "ip saddr @monitoring_allow_v4 tcp dport { 9100, 9113, 9121, 9187 } counter" in table(host)
