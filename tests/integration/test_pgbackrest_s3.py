@@ -100,7 +100,7 @@ def render(workdir: Path, s3: dict, cluster, stanza: str, secret: str, verbosity
     tasks = yaml.safe_load((ROLE / "tasks" / "pgbackrest.yml").read_text(encoding="utf-8"))
     (task,) = [t for t in tasks if t["name"] == CONF_TASK]
     # Outside the role the template is found by its path; every other argument is the role's.
-    task["ansible.builtin.template"]["src"] = str(ROLE / "templates" / "pgbackrest.conf.j2")
+    task["locksmith.ops.template"]["src"] = str(ROLE / "templates" / "pgbackrest.conf.j2")
     show = {
         "name": SHOW_TASK,
         "ansible.builtin.debug": {
