@@ -35,11 +35,11 @@ def _wanted_mode(mode):
 
 
 def _same_principal(wanted, name, number):
-    """Owner or group given by name or by number, as the file module accepts them."""
+    """Owner or group given by name or by number; like the file module, digits are read as a number first."""
     text = str(wanted)
-    if name is not None and text == name:
-        return True
-    return text.isdigit() and number is not None and int(text) == number
+    if text.isdigit():
+        return number is not None and int(text) == number
+    return name is not None and text == name
 
 
 def attributes_in_place(stat, file_args):

@@ -91,6 +91,12 @@ def test_a_destination_that_is_not_a_plain_file_runs_the_module(stat):
     assert attributes_in_place(stat, ARGS) is False
 
 
+def test_an_owner_given_in_digits_is_a_uid_even_where_a_user_has_that_name():
+    owned_by_user_named_1000 = {**STAT, "pw_name": "1000", "uid": 1001}
+    assert attributes_in_place(owned_by_user_named_1000, {**ARGS, "owner": "1000"}) is False
+    assert attributes_in_place(owned_by_user_named_1000, {**ARGS, "owner": "1001"}) is True
+
+
 def test_the_unchanged_result_has_the_file_modules_keys():
     assert unchanged_result("/etc/sudoers.d/ops", STAT) == {
         "changed": False,
