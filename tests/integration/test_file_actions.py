@@ -25,13 +25,12 @@ OURS = {"copy": "locksmith.ops.copy", "template": "locksmith.ops.template"}
 BUILTIN = {"copy": "ansible.builtin.copy", "template": "ansible.builtin.template"}
 
 
-def _site(root: Path) -> dict:
-    """A template, a link to an existing file, and the directory everything is written to."""
+def _site(root: Path) -> None:
+    """The directory everything is written to, with a template and a link to an existing file."""
     root.mkdir()
     (root / "motd.j2").write_text("Managed for {{ site_name }}\n", encoding="utf-8")
     (root / "real.conf").write_text("linked\n", encoding="utf-8")
     (root / "link.conf").symlink_to(root / "real.conf")
-    return {"root": root}
 
 
 def _play(root: Path, actions: dict) -> list:
