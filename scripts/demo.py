@@ -107,10 +107,16 @@ def ensure_hosts() -> None:
         podman("network", "create", "--label", LABEL, "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK)
     for name, (container, address, caps) in HOSTS.items():
         state = podman("container", "inspect", "--format", "{{.State.Running}}", container, check=False)
-        if state.returncode == 0 and state.stdout.strip() == "true":
+        running = state.returncode == 0 and state.stdout.strip() == "true"
+        if running and podman("exec", container, "true", check=False).returncode == 0:
             step(f"host {name} already up ({container}, {address})")
             continue
-        if state.returncode == 0:
+        if running:
+            # podman's record outlived the container's processes (a machine restored without them, say):
+            # nothing can start or stop it any more, so it is made again.
+            step(f"host {name} is recorded as running but does not answer; removing it ({container})")
+            podman("rm", "--force", "--time", "2", container, check=False)
+        elif state.returncode == 0:
             step(f"starting host {name} ({container})")
             podman("start", container)
             continue
