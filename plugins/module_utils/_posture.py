@@ -88,7 +88,8 @@ def summarize(evaluated):
 def _figure(number, unit=""):
     if number is None:
         return "-"
-    text = ("%d" % number) if float(number).is_integer() else ("%.2f" % number)
+    # Two decimals at most, without trailing zeros: 48 s, 50.5 s and 0.36 s side by side, not 50.50 s.
+    text = ("%d" % number) if float(number).is_integer() else ("%.2f" % number).rstrip("0").rstrip(".")
     return "%s %s" % (text, unit) if unit else text
 
 

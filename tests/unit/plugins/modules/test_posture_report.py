@@ -108,3 +108,16 @@ def test_an_unwritable_dest_fails_with_the_fix(tmp_path):
     result = run_module_inprocess("posture_report", dict(dest=str(blocker / "sub"), promises=PROMISES[:1]))
     assert result["failed"] is True
     assert "cannot create dest" in result["msg"] and "choose a writable directory" in result["msg"]
+
+
+def test_figures_read_alike_whole_or_fractional(tmp_path):
+    promises = [
+        {"name": "mttd", "title": "MTTD", "value": 50.5, "unit": "s", "target": 60},
+        {"name": "mttr", "title": "MTTR", "value": 61.1, "unit": "s", "target": 300},
+        {"name": "rto", "title": "RTO", "value": 0.364, "unit": "s", "target": 1800.0},
+    ]
+    run(tmp_path, promises)
+    markdown = (tmp_path / "out" / "posture.md").read_text()
+    assert "| MTTD | 50.5 s |  | <= 60 s | PASS |  |" in markdown
+    assert "| MTTR | 61.1 s |  | <= 300 s | PASS |  |" in markdown
+    assert "| RTO | 0.36 s |  | <= 1800 s | PASS |  |" in markdown
