@@ -45,35 +45,28 @@ def _verbs(calls):
     return [args[0] for args in calls if args[0] not in ("network", "container")]
 
 
-def test_a_running_host_that_answers_is_reused(demo, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "inspect, exec_rc, verbs, says",
+    [
+        pytest.param((0, "true\n"), 0, ["exec"], "host db1 already up", id="running-and-answers-reused"),
+        pytest.param((0, "false\n"), 0, ["start"], "starting host db1", id="stopped-started-not-made-again"),
+        pytest.param((0, "true\n"), 126, ["exec", "rm", "run"], "does not answer; removing it", id="stale-made-again"),
+        pytest.param((125, ""), 0, ["run"], "creating host db1", id="missing-created"),
+    ],
+)
+def test_each_host_state_leads_to_its_action(demo, monkeypatch, capsys, inspect, exec_rc, verbs, says):
     calls = []
-    monkeypatch.setattr(demo, "podman", _podman(calls, (0, "true\n"), exec_rc=0))
+    monkeypatch.setattr(demo, "podman", _podman(calls, inspect, exec_rc))
     demo.ensure_hosts()
-    assert _verbs(calls) == ["exec"]
-    assert "host db1 already up" in capsys.readouterr().out
+    assert _verbs(calls) == verbs
+    assert says in capsys.readouterr().out
 
 
-def test_a_stopped_host_is_started_not_made_again(demo, monkeypatch):
-    calls = []
-    monkeypatch.setattr(demo, "podman", _podman(calls, (0, "false\n"), exec_rc=0))
-    demo.ensure_hosts()
-    assert _verbs(calls) == ["start"]
-
-
-def test_a_host_recorded_running_that_does_not_answer_is_made_again(demo, monkeypatch, capsys):
+def test_a_stale_host_is_removed_by_name_and_made_again_at_its_address(demo, monkeypatch):
     calls = []
     monkeypatch.setattr(demo, "podman", _podman(calls, (0, "true\n"), exec_rc=126))
     demo.ensure_hosts()
-    assert _verbs(calls) == ["exec", "rm", "run"]
     rm = next(args for args in calls if args[0] == "rm")
     assert rm[-1] == "locksmith-demo-db" and "--force" in rm
     run = next(args for args in calls if args[0] == "run")
     assert run[run.index("--ip") + 1] == "10.89.42.10"
-    assert "does not answer; removing it" in capsys.readouterr().out
-
-
-def test_a_missing_host_is_created(demo, monkeypatch):
-    calls = []
-    monkeypatch.setattr(demo, "podman", _podman(calls, (125, ""), exec_rc=0))
-    demo.ensure_hosts()
-    assert _verbs(calls) == ["run"]
