@@ -100,7 +100,9 @@ def alive(pid: int | None, host: str, port: int | None) -> bool:
 
 
 # ---- hosts -----------------------------------------------------------------------------------------
-def ensure_hosts() -> None:
+def ensure_hosts() -> list[str]:
+    """Every demo host up and answering; returns the hosts made anew (none of an earlier run's work on them)."""
+    made = []
     subprocess.run([str(REPO / "molecule" / "build-image.sh")], check=True, env=podman_env())
     if podman("network", "exists", NETWORK, check=False).returncode != 0:
         step(f"creating the podman network {NETWORK} ({SUBNET})")
@@ -121,6 +123,7 @@ def ensure_hosts() -> None:
             podman("start", container)
             continue
         step(f"creating host {name} ({container}, {address})")
+        made.append(name)
         if KNOWN_HOSTS.exists():  # a new host, a new host key: forget the old one (learnt again on first contact)
             forget = ["ssh-keygen", "-q", "-R", address, "-f", str(KNOWN_HOSTS)]
             subprocess.run(forget, capture_output=True, check=False)
@@ -132,6 +135,15 @@ def ensure_hosts() -> None:
         )  # fmt: skip
     for _name, (container, _address, _caps) in HOSTS.items():
         wait_for_systemd(container)
+    return made
+
+
+def bring_up_hosts(state: dict) -> None:
+    """ensure_hosts(), and forget the runs done when a host had to be made anew: site.yml's next run there is a
+    first run, which changes everything, not a re-run that must change nothing."""
+    made = ensure_hosts()
+    if made and state.pop("runs_done", None):
+        step(f"new host(s) {', '.join(made)}: the next site.yml run is a first run, not judged as a re-run")
 
 
 # ---- services on the controller ----------------------------------------------------------------------
@@ -619,7 +631,7 @@ def up() -> int:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     (REPORT_DIR / "metrics").mkdir(exist_ok=True)  # the controller's textfile directory (tls_audit_metrics_dir)
     state = load_state()
-    ensure_hosts()
+    bring_up_hosts(state)
     ensure_services(state)
     save_state(state)
     write_endpoints(state)
