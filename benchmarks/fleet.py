@@ -14,6 +14,12 @@ seconds per run, the changed counts, and at the end the ratio re-run(largest)/re
 (issue 13: re-run on 8 hosts at most 3x the re-run on 1 host). Containers, network and key are removed at the end,
 also on failure or SIGTERM.
 
+Each run also records the CPU it used: the machine's busy CPU seconds (/proc/stat; the controller and the
+containers share this machine) and, where the cgroup is readable, the containers' share. The re-run of N hosts
+cannot take less than its busy CPU divided by the machine's CPUs, so the end line also prints the lowest ratio
+this machine allows for that work: when it is above 3, the target needs less CPU per host, not better
+parallelism. Other load on the machine counts in the busy CPU too: run it on an idle machine.
+
     .venv/bin/python benchmarks/fleet.py                          # sizes 1 2 4 8, fresh fleet per size
     .venv/bin/python benchmarks/fleet.py --sizes 1 2 --json .build/fleet/fleet.json
     .venv/bin/python benchmarks/fleet.py --reuse --sizes 1 2 4    # converge 4 hosts once, re-run/check with --limit
@@ -111,6 +117,57 @@ def _podman(*args: str, check: bool = True, stdin: str | None = None) -> subproc
 
 def _load() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def busy_cpu_seconds(stat_text: str) -> float:
+    """Busy CPU seconds of the whole machine since boot, from the text of /proc/stat (all but idle and iowait)."""
+    fields = stat_text.splitlines()[0].split()
+    if fields[0] != "cpu":
+        raise ValueError("the first line of /proc/stat is not the 'cpu' total")
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+# The podman containers' CPU (rootful podman, cgroupfs manager): cgroup v1 cpuacct, or v2 cpu.stat.
+_CONTAINER_CGROUPS = (
+    Path("/sys/fs/cgroup/cpuacct/libpod_parent/cpuacct.usage"),
+    Path("/sys/fs/cgroup/libpod_parent/cpu.stat"),
+    Path("/sys/fs/cgroup/machine.slice/cpu.stat"),
+)
+
+
+def containers_cpu_seconds() -> float | None:
+    for path in _CONTAINER_CGROUPS:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.name == "cpuacct.usage":
+            return int(text) / 1e9
+        usage = dict(line.split() for line in text.splitlines() if line)
+        if "usage_usec" in usage:
+            return int(usage["usage_usec"]) / 1e6
+    return None
+
+
+def _cpu_now() -> tuple[float, float | None]:
+    return busy_cpu_seconds(Path("/proc/stat").read_text()), containers_cpu_seconds()
+
+
+def cpu_bound(rerun_1: dict, rerun_n: dict, cpus: int) -> dict:
+    """What the CPU of the two re-runs says about their ratio.
+
+    The N-host re-run cannot be shorter than its busy CPU over the machine's CPUs; divided by the 1-host
+    re-run's time, that is the lowest ratio this machine allows for the work measured."""
+    floor = rerun_n["cpu_seconds"] / cpus
+    return {
+        "cpu_per_host_1": round(rerun_1["cpu_seconds"], 1),
+        "cpu_per_host_n": round(rerun_n["cpu_seconds"] / rerun_n["hosts"], 1),
+        "cores_busy_1": round(rerun_1["cpu_seconds"] / rerun_1["seconds"], 2),
+        "cores_busy_n": round(rerun_n["cpu_seconds"] / rerun_n["seconds"], 2),
+        "floor_seconds_n": round(floor, 1),
+        "lowest_ratio": round(floor / rerun_1["seconds"], 2),
+    }
 
 
 def _hosts(size: int) -> list[dict]:
@@ -242,6 +299,7 @@ def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, li
         cmd.append("--check")
     cmd.append(str(_playbook(tmp)))
     load_before = _load()
+    cpu_before, containers_before = _cpu_now()
     start = time.monotonic()
     log = log_dir / f"{size}-hosts-{phase}.log"
     print(f"  {phase} on {size} host(s) started, output in {log}", flush=True)
@@ -257,6 +315,7 @@ def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, li
             run.wait()
             raise
     elapsed = time.monotonic() - start
+    cpu_after, containers_after = _cpu_now()
     output = log.read_text()
     recap = {
         m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
@@ -266,9 +325,14 @@ def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, li
     if run.returncode != 0 or missing:
         sys.stderr.write(output[-6000:])
         raise RunFailed(f"{phase} on {size} host(s) failed (rc {run.returncode}, no recap for {missing}); log: {log}")
+    containers = None if None in (containers_before, containers_after) else containers_after - containers_before
     return {
+        "hosts": size,
         "seconds": round(elapsed, 1),
         "seconds_per_host": round(elapsed / size, 1),
+        # Busy CPU of the machine during the run, and the part the containers (the hosts) used.
+        "cpu_seconds": round(cpu_after - cpu_before, 1),
+        "containers_cpu_seconds": None if containers is None else round(containers, 1),
         "changed": {h: r["changed"] for h, r in recap.items()},
         "load_before": load_before,
         "load_after": _load(),
@@ -281,7 +345,10 @@ def _line(size: int, mode: str, phases: dict) -> str:
     for phase in PHASES:
         if phase in phases:
             p = phases[phase]
-            parts.append(f"{phase} {p['seconds']} s ({p['seconds_per_host']} s/host, load {p['load_before']})")
+            cpu = f"{p['cpu_seconds']} s CPU"
+            if p.get("containers_cpu_seconds") is not None:
+                cpu += f", {p['containers_cpu_seconds']} s in the hosts"
+            parts.append(f"{phase} {p['seconds']} s ({p['seconds_per_host']} s/host, {cpu}, load {p['load_before']})")
     text = " ".join(parts)
     rerun = phases.get("rerun")
     if rerun:
@@ -409,6 +476,14 @@ def main() -> None:
         print(
             f"re-run({largest})/re-run(1) = {ratio:.2f} ({mode}), "
             f"target at most {TARGET_RATIO:.0f}x for 8 hosts: {verdict}"
+        )
+        bound = cpu_bound(by_size[1]["rerun"], by_size[largest]["rerun"], os.cpu_count() or 1)
+        report["ratio"]["cpu"] = bound
+        print(
+            f"CPU of the re-runs: {bound['cpu_per_host_1']} s for 1 host ({bound['cores_busy_1']} CPUs busy on "
+            f"average), {bound['cpu_per_host_n']} s per host for {largest} ({bound['cores_busy_n']} busy); "
+            f"{largest} hosts need at least {bound['floor_seconds_n']} s on {os.cpu_count()} CPUs, so the lowest "
+            f"ratio this machine allows for this work is {bound['lowest_ratio']:.2f}"
         )
     not_idempotent = {s["hosts"]: s["rerun"]["changed"] for s in report["sizes"] if any(s["rerun"]["changed"].values())}
     if not_idempotent:
