@@ -14,11 +14,11 @@ seconds per run, the changed counts, and at the end the ratio re-run(largest)/re
 (issue 13: re-run on 8 hosts at most 3x the re-run on 1 host). Containers, network and key are removed at the end,
 also on failure or SIGTERM.
 
-Each run also records the CPU it used: the machine's busy CPU seconds (/proc/stat; the controller and the
-containers share this machine) and, where the cgroup is readable, the containers' share. The re-run of N hosts
-cannot take less than its busy CPU divided by the machine's CPUs, so the end line also prints the lowest ratio
-this machine allows for that work: when it is above 3, the target needs less CPU per host, not better
-parallelism. Other load on the machine counts in the busy CPU too: run it on an idle machine.
+Each run also records the CPU it used: the controller's (ansible-playbook, its workers and their ssh clients, from
+getrusage of the finished children) and that of the hosts in its --limit (each container's cgroup, v1 or v2), plus
+the whole machine's busy CPU (/proc/stat), which other load adds to. The re-run of N hosts cannot take less than
+its own CPU divided by the machine's CPUs, so the end line also prints the lowest ratio this machine allows for
+that work: when it is above 3, the target needs less CPU per host, not better parallelism.
 
     .venv/bin/python benchmarks/fleet.py                          # sizes 1 2 4 8, fresh fleet per size
     .venv/bin/python benchmarks/fleet.py --sizes 1 2 --json .build/fleet/fleet.json
@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -128,37 +129,41 @@ def busy_cpu_seconds(stat_text: str) -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-# The podman containers' CPU (rootful podman, cgroupfs manager): cgroup v1 cpuacct, or v2 cpu.stat.
-_CONTAINER_CGROUPS = (
-    Path("/sys/fs/cgroup/cpuacct/libpod_parent/cpuacct.usage"),
-    Path("/sys/fs/cgroup/libpod_parent/cpu.stat"),
-    Path("/sys/fs/cgroup/machine.slice/cpu.stat"),
-)
+def cgroup_cpu_seconds(cgroup: str, root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPU seconds used in one cgroup (podman's State.CgroupPath of a container) and its children: cgroup v1
+    cpuacct or v2 cpu.stat; None when neither is readable."""
+    relative = cgroup.lstrip("/")
+    try:
+        return int((root / "cpuacct" / relative / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        pass
+    try:
+        stat = dict(line.split() for line in (root / relative / "cpu.stat").read_text().splitlines() if line)
+        return int(stat["usage_usec"]) / 1e6
+    except (OSError, ValueError, KeyError):
+        return None
 
 
-def containers_cpu_seconds() -> float | None:
-    for path in _CONTAINER_CGROUPS:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        if path.name == "cpuacct.usage":
-            return int(text) / 1e9
-        usage = dict(line.split() for line in text.splitlines() if line)
-        if "usage_usec" in usage:
-            return int(usage["usage_usec"]) / 1e6
-    return None
+def _controller_cpu_seconds() -> float:
+    """CPU of this script's finished children and their reaped descendants: ansible-playbook, its workers and
+    their ssh clients (not the ControlPersist masters, which detach)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
-def _cpu_now() -> tuple[float, float | None]:
-    return busy_cpu_seconds(Path("/proc/stat").read_text()), containers_cpu_seconds()
+def _hosts_cpu_seconds(cgroups: list[str]) -> float | None:
+    readings = [cgroup_cpu_seconds(c) for c in cgroups]
+    return None if not readings or None in readings else sum(readings)
 
 
-def cpu_bound(rerun_1: dict, rerun_n: dict, cpus: int) -> dict:
-    """What the CPU of the two re-runs says about their ratio.
+def cpu_bound(rerun_1: dict, rerun_n: dict, cpus: int) -> dict | None:
+    """What the CPU of the two re-runs says about their ratio (None when the hosts' CPU was not readable).
 
-    The N-host re-run cannot be shorter than its busy CPU over the machine's CPUs; divided by the 1-host
-    re-run's time, that is the lowest ratio this machine allows for the work measured."""
+    The CPU of a run is the controller's (ansible-playbook and its workers) plus that of the hosts in its
+    --limit. The N-host re-run cannot be shorter than that over the machine's CPUs; divided by the 1-host
+    re-run's time, it is the lowest ratio this machine allows for the work measured."""
+    if rerun_1.get("cpu_seconds") is None or rerun_n.get("cpu_seconds") is None:
+        return None
     floor = rerun_n["cpu_seconds"] / cpus
     return {
         "cpu_per_host_1": round(rerun_1["cpu_seconds"], 1),
@@ -185,6 +190,7 @@ class Fleet:
         self.tmp = tmp
         self.key = tmp / "id_ed25519"
         self.net_admin = bool(extra_vars.get("firewall_enabled"))
+        self.cgroups: dict[str, str] = {}  # host -> the container's cgroup, for the CPU the host used
 
     def start(self) -> None:
         self.remove()  # leftovers of an interrupted run with the same names, and only those
@@ -206,6 +212,9 @@ class Fleet:
             )  # fmt: skip
         for h in self.hosts:
             self._wait_for_ssh(h["address"])
+        for h in self.hosts:
+            inspect = _podman("inspect", "--format", "{{.State.CgroupPath}}", h["container"])
+            self.cgroups[h["host"]] = inspect.stdout.strip()
 
     def _wait_for_ssh(self, address: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -285,8 +294,11 @@ def _playbook(tmp: Path) -> Path:
     return path
 
 
-def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, limit: list[str], log_dir: Path) -> dict:
-    """One ansible-playbook run; returns its wall time and the recap per host (fails on any failed host)."""
+def _run(
+    tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, limit: list[str], log_dir: Path, fleet: Fleet
+) -> dict:
+    """One ansible-playbook run; returns its wall time, its CPU and the recap per host (fails on any failed host)."""
+    cgroups = [fleet.cgroups[h] for h in limit]
     forks = max(size, 5)
     cmd = [
         str(REPO / ".venv" / "bin" / "ansible-playbook"),
@@ -299,7 +311,8 @@ def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, li
         cmd.append("--check")
     cmd.append(str(_playbook(tmp)))
     load_before = _load()
-    cpu_before, containers_before = _cpu_now()
+    machine_before, controller_before = busy_cpu_seconds(Path("/proc/stat").read_text()), _controller_cpu_seconds()
+    hosts_before = _hosts_cpu_seconds(cgroups)
     start = time.monotonic()
     log = log_dir / f"{size}-hosts-{phase}.log"
     print(f"  {phase} on {size} host(s) started, output in {log}", flush=True)
@@ -315,7 +328,8 @@ def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, li
             run.wait()
             raise
     elapsed = time.monotonic() - start
-    cpu_after, containers_after = _cpu_now()
+    machine_after, controller_after = busy_cpu_seconds(Path("/proc/stat").read_text()), _controller_cpu_seconds()
+    hosts_after = _hosts_cpu_seconds(cgroups)
     output = log.read_text()
     recap = {
         m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
@@ -325,14 +339,17 @@ def _run(tmp: Path, inventory: Path, size: int, extra_vars: dict, phase: str, li
     if run.returncode != 0 or missing:
         sys.stderr.write(output[-6000:])
         raise RunFailed(f"{phase} on {size} host(s) failed (rc {run.returncode}, no recap for {missing}); log: {log}")
-    containers = None if None in (containers_before, containers_after) else containers_after - containers_before
+    controller = controller_after - controller_before
+    hosts = None if None in (hosts_before, hosts_after) else hosts_after - hosts_before
     return {
         "hosts": size,
         "seconds": round(elapsed, 1),
         "seconds_per_host": round(elapsed / size, 1),
-        # Busy CPU of the machine during the run, and the part the containers (the hosts) used.
-        "cpu_seconds": round(cpu_after - cpu_before, 1),
-        "containers_cpu_seconds": None if containers is None else round(containers, 1),
+        # The run's own CPU: the controller's and the limited hosts'; and the whole machine's (other load too).
+        "cpu_seconds": None if hosts is None else round(controller + hosts, 1),
+        "controller_cpu_seconds": round(controller, 1),
+        "hosts_cpu_seconds": None if hosts is None else round(hosts, 1),
+        "machine_busy_cpu_seconds": round(machine_after - machine_before, 1),
         "changed": {h: r["changed"] for h, r in recap.items()},
         "load_before": load_before,
         "load_after": _load(),
@@ -345,9 +362,10 @@ def _line(size: int, mode: str, phases: dict) -> str:
     for phase in PHASES:
         if phase in phases:
             p = phases[phase]
-            cpu = f"{p['cpu_seconds']} s CPU"
-            if p.get("containers_cpu_seconds") is not None:
-                cpu += f", {p['containers_cpu_seconds']} s in the hosts"
+            cpu = f"CPU {p['controller_cpu_seconds']} s controller"
+            if p.get("hosts_cpu_seconds") is not None:
+                cpu += f" + {p['hosts_cpu_seconds']} s hosts"
+            cpu += f", machine busy {p['machine_busy_cpu_seconds']} s"
             parts.append(f"{phase} {p['seconds']} s ({p['seconds_per_host']} s/host, {cpu}, load {p['load_before']})")
     text = " ".join(parts)
     rerun = phases.get("rerun")
@@ -425,12 +443,12 @@ def main() -> None:
                 fleet.start()
                 inventory = fleet.inventory()
                 names = [h["host"] for h in fleet.hosts]
-                converge = _run(tmp, inventory, largest, extra_vars, "converge", names, log_dir)
+                converge = _run(tmp, inventory, largest, extra_vars, "converge", names, log_dir, fleet)
                 report["converge"] = {"hosts": largest, **converge}
                 print(f"{largest} host(s), forks {max(largest, 5)}: converge {converge['seconds']} s "
                       f"({converge['seconds_per_host']} s/host)", flush=True)  # fmt: skip
                 for size in sizes:
-                    phases = {p: _run(tmp, inventory, size, extra_vars, p, names[:size], log_dir)
+                    phases = {p: _run(tmp, inventory, size, extra_vars, p, names[:size], log_dir, fleet)
                               for p in ("rerun", "check")}  # fmt: skip
                     report["sizes"].append({"hosts": size, "forks": max(size, 5), "mode": mode, **phases})
                     print(_line(size, f"reuse (--limit on the {largest}-host fleet converged once)", phases),
@@ -443,7 +461,7 @@ def main() -> None:
                     fleet.start()
                     inventory = fleet.inventory()
                     names = [h["host"] for h in fleet.hosts]
-                    phases = {p: _run(tmp, inventory, size, extra_vars, p, names, log_dir) for p in PHASES}
+                    phases = {p: _run(tmp, inventory, size, extra_vars, p, names, log_dir, fleet) for p in PHASES}
                     report["sizes"].append({"hosts": size, "forks": max(size, 5), "mode": mode, **phases})
                     print(_line(size, "fresh fleet", phases), flush=True)
                     fleet.remove()
@@ -479,12 +497,16 @@ def main() -> None:
         )
         bound = cpu_bound(by_size[1]["rerun"], by_size[largest]["rerun"], os.cpu_count() or 1)
         report["ratio"]["cpu"] = bound
-        print(
-            f"CPU of the re-runs: {bound['cpu_per_host_1']} s for 1 host ({bound['cores_busy_1']} CPUs busy on "
-            f"average), {bound['cpu_per_host_n']} s per host for {largest} ({bound['cores_busy_n']} busy); "
-            f"{largest} hosts need at least {bound['floor_seconds_n']} s on {os.cpu_count()} CPUs, so the lowest "
-            f"ratio this machine allows for this work is {bound['lowest_ratio']:.2f}"
-        )
+        if bound is None:
+            print("CPU of the re-runs: the hosts' cgroups were not readable, so no lower bound for the ratio")
+        else:
+            print(
+                f"CPU of the re-runs (controller + hosts): {bound['cpu_per_host_1']} s for 1 host "
+                f"({bound['cores_busy_1']} CPUs busy on average), {bound['cpu_per_host_n']} s per host for {largest} "
+                f"({bound['cores_busy_n']} busy); {largest} hosts need at least {bound['floor_seconds_n']} s on "
+                f"{os.cpu_count()} CPUs, so the lowest ratio this machine allows for this work is "
+                f"{bound['lowest_ratio']:.2f}"
+            )
     not_idempotent = {s["hosts"]: s["rerun"]["changed"] for s in report["sizes"] if any(s["rerun"]["changed"].values())}
     if not_idempotent:
         print(f"NOT idempotent: re-run changed counts {not_idempotent}")

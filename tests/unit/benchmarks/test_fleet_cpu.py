@@ -32,23 +32,34 @@ def test_busy_cpu_refuses_a_file_that_is_not_proc_stat(fleet):
         fleet.busy_cpu_seconds("intr 1 2 3\n")
 
 
+CGROUP = "/libpod_parent/libpod-0123abcd"
+
+
 @pytest.mark.parametrize(
-    "name, text, seconds",
+    "relative, text, seconds",
     [
-        pytest.param("cpuacct.usage", "2500000000\n", 2.5, id="cgroup-v1-nanoseconds"),
-        pytest.param("cpu.stat", "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n", 1.5, id="cgroup-v2"),
+        pytest.param("cpuacct/libpod_parent/libpod-0123abcd/cpuacct.usage", "2500000000\n", 2.5, id="v1-nanoseconds"),
+        pytest.param(
+            "libpod_parent/libpod-0123abcd/cpu.stat", "usage_usec 1500000\nuser_usec 1000000\n", 1.5, id="v2-usec"
+        ),
     ],
 )
-def test_containers_cpu_from_either_cgroup_version(fleet, monkeypatch, tmp_path, name, text, seconds):
-    present = tmp_path / name
-    present.write_text(text)
-    monkeypatch.setattr(fleet, "_CONTAINER_CGROUPS", (tmp_path / "absent" / "cpuacct.usage", present))
-    assert fleet.containers_cpu_seconds() == pytest.approx(seconds)
+def test_a_containers_cpu_from_either_cgroup_version(fleet, tmp_path, relative, text, seconds):
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    assert fleet.cgroup_cpu_seconds(CGROUP, root=tmp_path) == pytest.approx(seconds)
 
 
-def test_containers_cpu_is_unknown_without_a_readable_cgroup(fleet, monkeypatch, tmp_path):
-    monkeypatch.setattr(fleet, "_CONTAINER_CGROUPS", (tmp_path / "cpuacct.usage", tmp_path / "cpu.stat"))
-    assert fleet.containers_cpu_seconds() is None
+def test_a_containers_cpu_is_unknown_without_a_readable_cgroup(fleet, tmp_path):
+    assert fleet.cgroup_cpu_seconds(CGROUP, root=tmp_path) is None
+
+
+def test_the_hosts_cpu_is_unknown_if_any_host_is_unreadable(fleet, monkeypatch):
+    readings = {"/a": 1.0, "/b": None}
+    monkeypatch.setattr(fleet, "cgroup_cpu_seconds", readings.get)
+    assert fleet._hosts_cpu_seconds(["/a"]) == 1.0
+    assert fleet._hosts_cpu_seconds(["/a", "/b"]) is None
 
 
 def test_cpu_bound_is_the_n_host_cpu_over_the_cpus_against_the_1_host_time(fleet):
@@ -62,3 +73,9 @@ def test_cpu_bound_is_the_n_host_cpu_over_the_cpus_against_the_1_host_time(fleet
     assert bound["cores_busy_1"] == 0.95
     # The same work on 4 CPUs leaves room for 3x.
     assert fleet.cpu_bound(one, eight, cpus=4)["lowest_ratio"] == 1.9
+
+
+def test_no_cpu_bound_without_the_hosts_cpu(fleet):
+    one = {"hosts": 1, "seconds": 40.0, "cpu_seconds": None}
+    eight = {"hosts": 8, "seconds": 154.3, "cpu_seconds": 304.0}
+    assert fleet.cpu_bound(one, eight, cpus=2) is None
