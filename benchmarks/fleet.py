@@ -156,6 +156,11 @@ def _hosts_cpu_seconds(cgroups: list[str]) -> float | None:
     return None if not readings or None in readings else sum(readings)
 
 
+def _cpu_counters(cgroups: list[str]) -> tuple[float, float, float | None]:
+    """The machine's busy CPU, the controller's and the hosts' (None if unreadable), each since it started."""
+    return busy_cpu_seconds(Path("/proc/stat").read_text()), _controller_cpu_seconds(), _hosts_cpu_seconds(cgroups)
+
+
 def cpu_bound(rerun_1: dict, rerun_n: dict, cpus: int) -> dict | None:
     """What the CPU of the two re-runs says about their ratio (None when the hosts' CPU was not readable).
 
@@ -311,8 +316,7 @@ def _run(
         cmd.append("--check")
     cmd.append(str(_playbook(tmp)))
     load_before = _load()
-    machine_before, controller_before = busy_cpu_seconds(Path("/proc/stat").read_text()), _controller_cpu_seconds()
-    hosts_before = _hosts_cpu_seconds(cgroups)
+    cpu_before = _cpu_counters(cgroups)
     start = time.monotonic()
     log = log_dir / f"{size}-hosts-{phase}.log"
     print(f"  {phase} on {size} host(s) started, output in {log}", flush=True)
@@ -328,8 +332,8 @@ def _run(
             run.wait()
             raise
     elapsed = time.monotonic() - start
-    machine_after, controller_after = busy_cpu_seconds(Path("/proc/stat").read_text()), _controller_cpu_seconds()
-    hosts_after = _hosts_cpu_seconds(cgroups)
+    cpu_after = _cpu_counters(cgroups)
+    machine, controller, hosts = (None if None in (b, a) else a - b for b, a in zip(cpu_before, cpu_after, strict=True))
     output = log.read_text()
     recap = {
         m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
@@ -339,8 +343,6 @@ def _run(
     if run.returncode != 0 or missing:
         sys.stderr.write(output[-6000:])
         raise RunFailed(f"{phase} on {size} host(s) failed (rc {run.returncode}, no recap for {missing}); log: {log}")
-    controller = controller_after - controller_before
-    hosts = None if None in (hosts_before, hosts_after) else hosts_after - hosts_before
     return {
         "hosts": size,
         "seconds": round(elapsed, 1),
@@ -349,7 +351,7 @@ def _run(
         "cpu_seconds": None if hosts is None else round(controller + hosts, 1),
         "controller_cpu_seconds": round(controller, 1),
         "hosts_cpu_seconds": None if hosts is None else round(hosts, 1),
-        "machine_busy_cpu_seconds": round(machine_after - machine_before, 1),
+        "machine_busy_cpu_seconds": round(machine, 1),
         "changed": {h: r["changed"] for h, r in recap.items()},
         "load_before": load_before,
         "load_after": _load(),
