@@ -13,6 +13,11 @@ time, btree on the table oid). Ours is installed by module_utils/_audit.py exact
 
     .venv/bin/python benchmarks/audit_trigger_overhead.py [--transactions 2000] [--rounds 5] [--fsync]
     .venv/bin/python benchmarks/audit_trigger_overhead.py --per-row    # where a row's cost goes
+    .venv/bin/python benchmarks/audit_trigger_overhead.py --wide       # the case diff_only is for
+
+--wide runs the same comparison on another workload: a table of 40 columns (integers, text, timestamps,
+booleans; 100 000 rows) where each transaction updates one integer column of one random row. The TPC-B
+rows are narrow and mostly change, so diff_only saves little there; here it stores one column of forty.
 
 --per-row measures, instead, the CPU time of one backend (from /proc/PID/schedstat, which other load on
 the machine disturbs far less than wall time) per row of one UPDATE of 20 000 rows, for the triggers and
@@ -44,7 +49,21 @@ from tests.harness.postgres import PostgresCluster  # noqa: E402
 _AnsibleCollectionFinder(paths=[str(ensure_collection_path())])._install()
 from ansible_collections.locksmith.ops.plugins.module_utils import _audit, _postgres  # noqa: E402
 
-TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"]
+TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
+WIDE_ROWS = 100_000
+# 40 columns: the key, 10 integers, 20 short texts, 5 timestamps, 4 booleans, filled by their defaults.
+WIDE_COLUMNS = (
+    [f"n{i} integer NOT NULL DEFAULT (random() * 1000)::integer" for i in range(1, 11)]
+    + [f"t{i} text NOT NULL DEFAULT md5(random()::text)" for i in range(1, 21)]
+    + [f"ts{i} timestamptz NOT NULL DEFAULT now() - random() * interval '365 days'" for i in range(1, 6)]
+    + [f"b{i} boolean NOT NULL DEFAULT random() < 0.5" for i in range(1, 5)]
+)
+WIDE = [
+    (f"CREATE TABLE wide (id integer PRIMARY KEY, {', '.join(WIDE_COLUMNS)})", None),
+    ("INSERT INTO wide (id) SELECT g FROM generate_series(1, %s) AS g", (WIDE_ROWS,)),
+    ("VACUUM ANALYZE wide", None),
+]
+WIDE_SCRIPT = f"\\set id random(1, {WIDE_ROWS})\nUPDATE wide SET n1 = n1 + 1 WHERE id = :id;\n"
 NAIVE = [
     "CREATE SCHEMA naive_audit",
     """CREATE TABLE naive_audit.record_version (
@@ -69,7 +88,7 @@ def module_params(cluster, **over):
     params.update(login_host=cluster.host, login_port=cluster.port, ssl_mode="disable")
     params.update(
         database="bench",
-        tables=TABLES,
+        tables=list(TABLES),
         schema=None,
         state="present",
         capture="row",
@@ -87,9 +106,9 @@ def module_params(cluster, **over):
     return params
 
 
-def set_variant(cluster, variant):
-    """Leave exactly one kind of audit trigger (or none) on the pgbench tables."""
-    params = module_params(cluster, state="absent" if variant in ("none", "naive") else "present")
+def set_variant(cluster, variant, tables=TABLES):
+    """Leave exactly one kind of audit trigger (or none) on the benchmark's tables."""
+    params = module_params(cluster, tables=list(tables), state="absent" if variant in ("none", "naive") else "present")
     if variant == "diff_only":
         params["diff_only"] = True
     conn = _postgres.connect(params, "bench")
@@ -97,7 +116,7 @@ def set_variant(cluster, variant):
         _audit.apply_plan(conn, _audit.plan_audit(conn, params)["steps"], check_mode=False)
     finally:
         conn.close()
-    for table in TABLES:
+    for table in tables:
         cluster.query(f"DROP TRIGGER IF EXISTS naive_audit ON {table}", dbname="bench")
         if variant == "naive":
             cluster.query(
@@ -119,11 +138,11 @@ def server_cpu_seconds(cluster):
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
-def reset(cluster):
-    """Same starting state for every run: empty logs and history, vacuumed small tables, a checkpoint."""
+def reset(cluster, vacuum="pgbench_branches, pgbench_tellers"):
+    """Same starting state for every run: empty logs and history, vacuumed updated tables, a checkpoint."""
     for statement in (
         "TRUNCATE audit.log, naive_audit.record_version, pgbench_history",
-        "VACUUM pgbench_branches, pgbench_tellers",
+        f"VACUUM {vacuum}",
         "CHECKPOINT",
     ):
         cluster.query(statement, dbname="bench")
@@ -138,11 +157,11 @@ def backends_gone(cluster):
     time.sleep(0.2)
 
 
-def run_once(cluster, transactions):
-    """(TPS, server CPU microseconds per transaction) of one pgbench run."""
-    reset(cluster)
+def run_once(cluster, transactions, workload):
+    """(TPS, server CPU microseconds per transaction) of one pgbench run of workload (pgbench arguments, tables)."""
+    reset(cluster, ", ".join(workload["vacuum"]))
     before = server_cpu_seconds(cluster)
-    out = pgbench(cluster, "-n", "-c", "2", "-j", "2", "-t", str(transactions), "bench")
+    out = pgbench(cluster, "-n", "-c", "2", "-j", "2", "-t", str(transactions), *workload["script"], "bench")
     backends_gone(cluster)
     cpu = server_cpu_seconds(cluster) - before
     tps = float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
@@ -253,6 +272,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fsync", action="store_true", help="run with fsync=on (the harness default is off)")
     parser.add_argument("--per-row", action="store_true", help="measure where one row's trigger cost goes")
+    parser.add_argument("--wide", action="store_true", help="one column of a 40-column row updated per transaction")
     args = parser.parse_args()
     cluster = PostgresCluster().start()
     try:
@@ -267,6 +287,15 @@ def main():
         if args.per_row:
             per_row(cluster)
             return
+        workload = {"tables": TABLES, "script": [], "vacuum": ["pgbench_branches", "pgbench_tellers"]}
+        title = "pgbench scale 10 (TPC-B-like)"
+        if args.wide:
+            for statement, params in WIDE:
+                cluster.query(statement, params, dbname="bench")
+            script = cluster.datadir.parent / "wide.sql"
+            script.write_text(WIDE_SCRIPT)
+            workload = {"tables": ("wide",), "script": ["-f", str(script)], "vacuum": ["wide"]}
+            title = f"one column of a 40-column row updated per transaction ({WIDE_ROWS} rows)"
         variants = ["none", "full", "diff_only", "naive"]
         tps = {v: [] for v in variants}
         cpu = {v: [] for v in variants}
@@ -274,8 +303,8 @@ def main():
         load_before = os.getloadavg()
         for _round in range(args.rounds):
             for variant in variants:
-                set_variant(cluster, variant)
-                result = run_once(cluster, args.transactions)
+                set_variant(cluster, variant, workload["tables"])
+                result = run_once(cluster, args.transactions, workload)
                 tps[variant].append(result[0])
                 cpu[variant].append(result[1])
                 if variant != "none":
@@ -284,7 +313,7 @@ def main():
         med = {v: statistics.median(r) for v, r in tps.items()}
         cpu_med = {v: statistics.median(r) for v, r in cpu.items()}
         print(
-            f"pgbench scale 10, 2 clients, {args.transactions} transactions/client, {args.rounds} rounds, "
+            f"{title}, 2 clients, {args.transactions} transactions/client, {args.rounds} rounds, "
             f"fsync={'on' if args.fsync else 'off'}; load average (1, 5, 15 min) before "
             f"{' '.join('%.2f' % x for x in load_before)}, after {' '.join('%.2f' % x for x in load_after)}"
         )
