@@ -158,7 +158,7 @@ def backends_gone(cluster):
 
 
 def run_once(cluster, transactions, workload):
-    """(TPS, server CPU microseconds per transaction) of one pgbench run of workload (pgbench arguments, tables)."""
+    """(TPS, server CPU microseconds per transaction) of one pgbench run: workload's script and tables to vacuum."""
     reset(cluster, ", ".join(workload["vacuum"]))
     before = server_cpu_seconds(cluster)
     out = pgbench(cluster, "-n", "-c", "2", "-j", "2", "-t", str(transactions), *workload["script"], "bench")
