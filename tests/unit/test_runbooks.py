@@ -27,8 +27,6 @@ ONCALL = REPO / "docs" / "oncall.md"
 DOCS = [*sorted(RUNBOOK_DIR.glob("*.md")), ONCALL]
 RUNBOOKS = [path for path in DOCS if path.parent == RUNBOOK_DIR and path.name != "README.md"]
 SECTIONS = ("Symptoms", "Diagnosis", "Resolution", "Verification", "Escalation")
-# Playbooks other helpers write at the same time; checked as soon as they exist.
-PENDING = {"playbooks/secrets.yml": "written for issue 7 in parallel; checked once it lands"}
 ALERT = re.compile(r"`([A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+)`")
 COMMAND = re.compile(r"ansible-playbook\b[^`\n]*")
 LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
@@ -115,8 +113,6 @@ def test_extraction_joins_continuations_and_reads_extra_vars():
 def test_command_names_a_real_playbook_and_declared_variables(source, command):
     playbook = playbook_of(command)
     path = REPO / playbook
-    if not path.exists() and playbook in PENDING:
-        pytest.skip(f"{playbook}: {PENDING[playbook]}")
     assert path.is_file(), f"{source}: {command!r} names {playbook}, which does not exist"
     text = path.read_text(encoding="utf-8")
     options = role_options()
@@ -133,8 +129,6 @@ def test_command_names_a_real_playbook_and_declared_variables(source, command):
 @pytest.mark.slow
 @pytest.mark.parametrize("playbook", sorted({p for entry in all_commands() for p in playbooks_in(entry[1])}))
 def test_playbook_passes_syntax_check(playbook):
-    if not (REPO / playbook).exists() and playbook in PENDING:
-        pytest.skip(f"{playbook}: {PENDING[playbook]}")
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check", "-i", "localhost,", playbook]
     env = ansible_env({"ANSIBLE_STDOUT_CALLBACK": "default"})
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env, timeout=300, check=False)
