@@ -25,12 +25,13 @@ export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 APT_PACKAGES := $(shell sed -e 's/\#.*//' requirements/apt.txt)
 HAVE_MODULES := $(wildcard plugins/modules/*.py)
 
-.PHONY: help demo demo-check demo-clean test lint sanity unit integration molecule changelog-lint bootstrap apt venv collection image clean
+.PHONY: help demo demo-check demo-clean test lint docs sanity unit integration molecule changelog-lint bootstrap apt venv collection image clean
 
 help:
 	@echo "make demo        run the embedded default site and print the posture report"
 	@echo "make test        everything CI checks (lint, sanity, unit, integration, molecule)"
 	@echo "make lint | sanity | unit | integration | molecule | changelog-lint"
+	@echo "make docs        regenerate docs/reference/ (one page per module, lookup and filter)"
 	@echo "make demo-check  site.yml --check --diff on the demo site: fails unless 0 changes are predicted"
 	@echo "make demo-clean  remove everything the demo created"
 
@@ -86,6 +87,11 @@ lint: bootstrap
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/python scripts/role_readme.py --check $(patsubst %/meta/argument_specs.yml,%,$(wildcard roles/*/meta/argument_specs.yml))
 	$(BIN)/python scripts/alert_table.py --check
+	$(BIN)/python scripts/plugin_docs.py --check
+
+# docs/reference/: one page per module, lookup and filter, generated from the plugins' documentation.
+docs: bootstrap
+	$(BIN)/python scripts/plugin_docs.py
 
 changelog-lint: bootstrap
 	$(BIN)/antsibull-changelog lint

@@ -36,8 +36,8 @@ extends_documentation_fragment:
 notes:
   - V(local) destinations are directories on the machine the lookup runs on (the controller), not on a managed
     host; for a directory on a database host run M(locksmith.ops.pg_backup_info) there.
-  - O(destinations[].retention) is accepted, so one variable can feed M(locksmith.ops.pg_backup) and this lookup,
-    and ignored.
+  - O(destinations[].retention) is accepted and ignored, so one variable can feed both M(locksmith.ops.pg_backup)
+    and this lookup.
 seealso:
   - module: locksmith.ops.pg_backup_info
   - module: locksmith.ops.pg_backup
