@@ -19,7 +19,9 @@ description:
   - Use C(no_log) on tasks that use the value.
 options:
   _terms:
-    description: Names of the secrets in the store (see the module's O(locksmith.ops.secret_rotate#module:secret)).
+    description:
+      - Names of the secrets in the store (see the module's O(locksmith.ops.secret_rotate#module:secret)), plain
+        paths as that option describes; any other name fails before the store is contacted.
     type: list
     elements: str
     required: true

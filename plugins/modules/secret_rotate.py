@@ -33,6 +33,9 @@ options:
     description:
       - Name of the secret in the store; a KV path inside O(vault_mount), a Secrets Manager name, or a
         key inside O(file_path).
+      - Segments of letters, digits and C(_ . @ + = -) joined by single slashes, with no C(.) or C(..) segment,
+        at most 512 characters (what Secrets Manager allows, and a path that cannot leave the Vault mount).
+        Anything else fails before the store is contacted.
     type: str
     required: true
     version_added: 0.1.0

@@ -790,3 +790,23 @@ def test_aws_endpoint_down_names_the_options_to_check():
     failed = rotate(dict(secret="x", target="generic", **store))
     assert failed["failed"] and failed["failed_step"] == "plan"
     assert "check aws_region, aws_endpoint_url" in failed["msg"]
+
+
+@pytest.mark.parametrize("name", ["../../sys/mounts", "a/../../../sys/policy", "x/..", "/sys/mounts", "x?list=true"])
+def test_secret_names_that_leave_the_path_fail_before_any_request(openbao, moto, tmp_path, name):
+    from ansible.errors import AnsibleLookupError
+
+    from tests.harness.process import free_port
+
+    # Before the check, '../../sys/mounts' read Vault's mount table with the token and then raised a KeyError.
+    closed = f"http://127.0.0.1:{free_port()}"
+    stores = [vault_args(openbao), vault_args(openbao, url=closed), aws_args(moto)]
+    stores.append(dict(backend="file", file_path=str(tmp_path / "s.json")))
+    for store in stores:
+        failed = rotate(dict(secret=name, target="generic", **store))
+        # The same message against a closed port: the name is judged before any connection is made.
+        assert failed["failed"] and failed["failed_step"] == "plan", failed
+        assert "is not a plain path" in failed["msg"] and "nothing was read or written" in failed["msg"], failed
+        with pytest.raises(AnsibleLookupError, match="is not a plain path"):
+            lookup(name, cache=False, **store)
+    assert not (tmp_path / "s.json").exists()

@@ -14,6 +14,7 @@ the two).
 from __future__ import annotations
 
 import json
+import re
 
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 
@@ -21,6 +22,10 @@ STAGES = ("pending", "current", "previous")
 DOC_FORMAT = "locksmith.secret/1"
 # Fields of a stored value that are not secret; masking them would garble every message that names a role.
 PUBLIC_FIELDS = ("username",)
+# A secret name is a path of plain segments. In Vault it becomes part of the request URL, so a '..' segment would
+# leave the KV mount (a read of '../../sys/mounts' got the mount table); AWS allows exactly these characters.
+_NAME_SEGMENT = re.compile(r"^[A-Za-z0-9_.@+=-]+$")
+MAX_NAME_LENGTH = 512
 
 
 class SecretsBackendError(LocksmithError):
@@ -84,6 +89,21 @@ class SecretState:
         return {name: (self.stage(name).marker() if self.stage(name) else None) for name in STAGES}
 
 
+def validate_secret_name(secret):
+    """Raise SecretsBackendError unless ``secret`` is segments of [A-Za-z0-9_.@+=-] joined by single slashes."""
+    segments = secret.split("/") if isinstance(secret, str) else [""]
+    if len(secret or "") > MAX_NAME_LENGTH or not all(
+        _NAME_SEGMENT.match(segment) and segment not in (".", "..") for segment in segments
+    ):
+        raise SecretsBackendError(
+            "secret name %r is not a plain path: use segments of letters, digits and _ . @ + = -, joined by single "
+            "slashes, with no '.' or '..' segment and at most %d characters; nothing was read or written"
+            % (secret, MAX_NAME_LENGTH),
+            secret=secret,
+        )
+    return secret
+
+
 def secret_strings(value):
     """The secret strings of a stored value: every string field except the non-secret ones (username)."""
     return [v for k, v in value.items() if k not in PUBLIC_FIELDS and isinstance(v, str) and v]
@@ -139,8 +159,12 @@ class SecretsBackend:
         """Where the secret lives, as shown in messages (no credentials)."""
         return "%s:%s" % (self.name, secret)
 
-    def read(self, secret):  # pragma: no cover - interface
-        """-> SecretState; a missing secret is an empty state, not an error."""
+    def read(self, secret):
+        """The secret's SecretState; a name that is not a plain path is refused before any I/O."""
+        validate_secret_name(secret)
+        return self._read(secret)
+
+    def _read(self, secret):  # pragma: no cover - interface
         raise NotImplementedError
 
     def stage(self, secret, state, value, now):  # pragma: no cover - interface
@@ -179,7 +203,7 @@ class DocumentBackend(SecretsBackend):
         """Version id a write made against ``token`` creates."""
         return int(token or 0) + 1
 
-    def read(self, secret):
+    def _read(self, secret):
         document, token = self._load(secret)
         if document is None:
             return SecretState(exists=False, token=token)

@@ -98,7 +98,7 @@ class AwsBackend(SecretsBackend):
                 % (self.describe(secret), action, type(err).__name__)
             ) from err
 
-    def read(self, secret):
+    def _read(self, secret):
         try:
             meta = self._call(secret, "describe the secret", "describe_secret", SecretId=secret)
         except botocore.exceptions.ClientError:

@@ -138,7 +138,17 @@ class VaultBackend(DocumentBackend):
             return None, 0
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:
             raise self._convert(err, "read the secret", secret) from err
-        return response["data"]["data"], int(response["data"]["metadata"]["version"])
+        data = response.get("data") if isinstance(response, dict) else None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("data"), dict)
+            or "version" not in (data.get("metadata") or {})
+        ):
+            raise SecretsBackendError(
+                "%s: the answer is not a KV version 2 secret; check that vault_mount names a KV v2 mount"
+                % self.describe(secret)
+            )
+        return data["data"], int(data["metadata"]["version"])
 
     def _store(self, secret, document, token):
         try:

@@ -16,6 +16,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend imp
     make_backend,
     secret_strings,
     secrets_backend_argument_spec,
+    validate_secret_name,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import aws as aws_backend
 
@@ -195,3 +196,34 @@ def test_vault_read_works_with_old_and_new_hvac_signatures():
         {"path": "app/key", "mount_point": "secret"},
         {"path": "app/key", "raise_on_deleted_version": True},
     ]
+
+
+@pytest.mark.parametrize("name", ["prod/app-db", "api/token", "webhooks/signing", "a.b@c+d=e_f-g/h1", "x" * 512])
+def test_plain_secret_names_pass(name):
+    assert validate_secret_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../sys/mounts",
+        "a/../../b",
+        "./a",
+        "/abs",
+        "trailing/",
+        "a//b",
+        "",
+        None,
+        "x?list=true",
+        "x#frag",
+        "a%2F..%2Fb",
+        "a b",
+        "line\nbreak",
+        "users'; DROP TABLE users; --",
+        "x" * 513,
+    ],
+)
+def test_names_that_are_not_plain_paths_are_refused_before_any_read(store, name):
+    with pytest.raises(SecretsBackendError, match=r"is not a plain path.*nothing was read or written"):
+        store.read(name)
+    assert not os.path.exists(store.options["file_path"])
