@@ -11,6 +11,7 @@ file turns their facts into ``problems`` with codes and severities, which decide
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,18 @@ def validate(params: dict) -> None:
             raise TlsCheckError(
                 "endpoints[%d] '%s': warn_days %d must be >= crit_days %d >= 0" % (index, ep["host"], warn, crit)
             )
+        for option in ("host", "server_name"):
+            if option == "server_name" and ep[option] is None:
+                continue  # defaults to host
+            problem = _host_problem(ep[option])
+            if problem:
+                raise TlsCheckError("endpoints[%d].%s %r %s" % (index, option, ep.get(option), problem))
+        path = ep["http_path"]
+        if not path.startswith("/") or any(char.isspace() or not char.isprintable() for char in path):
+            raise TlsCheckError(
+                "endpoints[%d].http_path %r must start with / and hold no spaces or control characters; "
+                "percent-encode them (%%20)" % (index, path)
+            )
         if not 0 < ep["port"] < 65536 or not 0 <= ep["http_redirect_port"] < 65536:
             raise TlsCheckError("endpoints[%d] '%s': port numbers must be 1-65535" % (index, ep["host"]))
         name = endpoint_name(ep)
@@ -94,6 +107,24 @@ def validate(params: dict) -> None:
                 % (seen[name], index, name)
             )
         seen[name] = index
+
+
+def _host_problem(value) -> str | None:
+    """Why ``value`` cannot be a host name or IP address to connect to and name in SNI, or None."""
+    if not value:
+        return "is empty; give a host name or IP address"
+    if len(value) > 253 or any(char.isspace() or not char.isprintable() for char in value):
+        return "is not a host name: at most 253 characters, no spaces or control characters"
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    try:
+        value.encode("idna")
+    except UnicodeError as err:
+        return "is not a valid host name (%s)" % err
+    return None
 
 
 def endpoint_name(ep: dict) -> str:

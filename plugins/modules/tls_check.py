@@ -54,7 +54,10 @@ options:
     version_added: 0.1.0
     suboptions:
       host:
-        description: Host name or IP address to connect to.
+        description:
+          - Host name or IP address to connect to.
+          - A value with spaces or control characters, over 253 characters, or not encodable as an
+            internationalised host name fails the task before any endpoint is probed.
         type: str
         required: true
         version_added: 0.1.0
@@ -68,7 +71,9 @@ options:
         type: str
         version_added: 0.1.0
       server_name:
-        description: Name sent as SNI and matched against the certificate; defaults to O(endpoints[].host).
+        description:
+          - Name sent as SNI and matched against the certificate; defaults to O(endpoints[].host).
+          - Checked like O(endpoints[].host).
         type: str
         version_added: 0.1.0
       starttls:
@@ -91,7 +96,9 @@ options:
         default: false
         version_added: 0.1.0
       http_path:
-        description: Path requested by the HTTP checks.
+        description:
+          - Path requested by the HTTP checks. It must start with C(/) and hold no spaces or control characters
+            (percent-encode them); anything else fails the task before any endpoint is probed.
         type: str
         default: /
         version_added: 0.1.0

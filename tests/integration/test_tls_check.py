@@ -381,6 +381,26 @@ def test_bad_options_fail_with_a_message_naming_them(peers, args, match):
     assert match in result["msg"], result["msg"]
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "match"),
+    [
+        ({"host": ""}, "endpoints[0].host '' is empty"),
+        ({"host": "bad host"}, "endpoints[0].host 'bad host' is not a host name"),
+        ({"server_name": "a" * 300}, "endpoints[0].server_name 'aaaa"),
+        ({"server_name": "x." + "a" * 64 + ".example"}, "is not a valid host name (encoding with"),
+        ({"http_checks": True, "http_path": "/a\r\nX-Evil: 1"}, "endpoints[0].http_path '/a\\r\\nX-Evil: 1' must"),
+        ({"http_checks": True, "http_path": "/a b"}, "percent-encode them"),
+        ({"http_path": "index.html"}, "must start with /"),
+    ],
+)
+def test_bad_endpoint_values_fail_before_anything_is_probed(peers, endpoint, match):
+    # A 300-character server_name raised UnicodeError out of the module, and a CRLF in http_path was only reported
+    # as a failed HTTP check; both now fail the task, naming the endpoint's option.
+    result = run_module_inprocess("tls_check", {"endpoints": [dict(_ep("valid", peers["valid"].port), **endpoint)]})
+    assert result["failed"] is True and match in result["msg"], result
+    assert "exception" not in result and not result.get("endpoints")
+
+
 def test_duplicate_names_are_refused(peers):
     port = peers["valid"].port
     result = run_module_inprocess("tls_check", {"endpoints": [_ep("a", port), _ep("a", port)]})
