@@ -128,7 +128,8 @@ def render_markdown(title, evaluated, generated_at):
             STATUS_MARK[p["status"]],
             "`%s`" % p["evidence"] if p["evidence"] else "",
         ]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        # A line break or a bare | in a title or path would end the row or add a column.
+        lines.append("| " + " | ".join(" ".join(cell.split()).replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -121,3 +121,23 @@ def test_figures_read_alike_whole_or_fractional(tmp_path):
     assert "| MTTD | 50.5 s |  | <= 60 s | PASS |  |" in markdown
     assert "| MTTR | 61.1 s |  | <= 300 s | PASS |  |" in markdown
     assert "| RTO | 0.36 s |  | <= 1800 s | PASS |  |" in markdown
+
+
+def test_a_title_with_line_breaks_and_pipes_stays_one_markdown_row_and_html_is_escaped(tmp_path):
+    promise = {
+        "name": "odd",
+        "title": "a | b\n| c <script>alert(1)</script>",
+        "detail": "<img src=x onerror=alert(2)>",
+        "value": 1,
+        "target": 2,
+        "evidence": "javascript:alert(3)",
+    }
+    run(tmp_path, [promise], fail_on_miss=False)
+    rows = [line for line in (tmp_path / "out" / "posture.md").read_text().splitlines() if "a \\| b" in line]
+    assert len(rows) == 1 and rows[0].startswith("| a \\| b \\| c ")
+    assert rows[0].endswith(" | 1 |  | <= 2 | PASS | `javascript:alert(3)` |")
+    page = (tmp_path / "out" / "posture.html").read_text()
+    parser = Collect()
+    parser.feed(page)
+    assert not [tag for tag, _ in parser.tags if tag in ("script", "img", "a")]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
