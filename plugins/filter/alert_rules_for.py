@@ -9,7 +9,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)\Z")
 
 
 def alert_rules_for(document, duration):

@@ -17,9 +17,9 @@ from ansible_collections.locksmith.ops.plugins.filter.slo_rules import PLACEHOLD
 
 SCHEMA_VERSION = 39
 DATASOURCE_UID = "locksmith-prometheus"
-_UID = re.compile(r"^[a-zA-Z0-9_-]{1,40}$")
-_VAR_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_WINDOW = re.compile(r"^[0-9]+[smhdw]$")
+_UID = re.compile(r"^[a-zA-Z0-9_-]{1,40}\Z")
+_VAR_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_WINDOW = re.compile(r"^[0-9]+[smhdw]\Z")
 # Grafana unit ids the spec may use; a typo would silently show raw numbers.
 UNITS = frozenset(
     "none short percent percentunit bytes decbytes Bps binBps s ms m h d dtdurations reqps ops cps "

@@ -8,7 +8,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-_JOB = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
+_JOB = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*\Z")
 
 
 def _target(address, port):

@@ -19,11 +19,11 @@ DEFAULT_BURN_ALERTS = (
     (6.0, "6h", "30m", "critical", "15m"),
     (1.0, "3d", "6h", "warning", "1h"),
 )
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_WINDOW = re.compile(r"^[0-9]+[smhdw]$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
+_WINDOW = re.compile(r"^[0-9]+[smhdw]\Z")
 # Not Jinja's {{ }}: the spec lives in inventory variables, which Ansible templates.
 PLACEHOLDER = "$window"
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
 
 def _fail(index, message):

@@ -40,8 +40,10 @@ _PRIVILEGES = frozenset(
     ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE")
 )
 # Lower-case, no $: the name is written into dollar-quoted function bodies.
-_AUDIT_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_AUDIT_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
+MAX_RETENTION_DAYS = 36500
+MAX_PARTITIONS_AHEAD = 60
+_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
 
 
 def validate_options(params: dict) -> None:
@@ -71,8 +73,10 @@ def validate_options(params: dict) -> None:
             "diff_only and exclude_columns apply to capture=row only (statement capture stores no row data); "
             "remove them or set capture=row"
         )
-    if params["retention_days"] < 0 or params["partitions_ahead"] < 0:
-        raise AuditError("retention_days and partitions_ahead must be 0 or more")
+    # Upper bounds: maintain() takes integers, and each partition ahead is a table made on every run.
+    for option, most in (("retention_days", MAX_RETENTION_DAYS), ("partitions_ahead", MAX_PARTITIONS_AHEAD)):
+        if not 0 <= params[option] <= most:
+            raise AuditError("%s %d must be between 0 and %d" % (option, params[option], most), option=option)
 
 
 def parse_tables(tables: list, audit_schema: str) -> list:

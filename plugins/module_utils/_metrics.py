@@ -21,8 +21,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Metri
 DEFAULT_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 METRIC_TYPES = ("gauge", "counter", "untyped")
 
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _SAFE_SUBJECT = re.compile(r"[^A-Za-z0-9_.-]")
 _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
 _LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -123,7 +123,7 @@ def parse(text):
 
 def textfile_name(producer, subject=None):
     """File name for one producer and subject; unsafe subjects are slugged plus a short hash so they stay distinct."""
-    if not re.match(r"^[a-z][a-z0-9_]*$", producer or ""):
+    if not re.match(r"^[a-z][a-z0-9_]*\Z", producer or ""):
         raise MetricsError("metrics producer '%s' must be lower-case letters, digits and _" % producer)
     if subject is None or subject == "":
         return "locksmith_%s.prom" % producer

@@ -30,7 +30,7 @@ except ImportError as import_error:  # pragma: no cover - exercised by the missi
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 # Plain identifiers only: quoting makes anything safe to send, but a name like
 # "users'; DROP TABLE x; --" is never what a user meant, so it is refused with a message instead.
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\Z")
 MAX_IDENTIFIER_BYTES = 63
 
 
@@ -112,11 +112,26 @@ def describe_target(params, dbname):
     return "%s:%s/%s as %s" % (host, params["login_port"], dbname, params["login_user"])
 
 
+# connect_kwargs() key -> the option it comes from, for messages.
+_CONNECT_OPTION = {
+    "dbname": "the database name",
+    "user": "login_user",
+    "host": "login_host (or login_unix_socket)",
+    "password": "login_password",  # nosec B105 - an option name, not a password
+    "sslrootcert": "ca_cert",
+}
+
+
 def connect(params, dbname, autocommit=False):
     """Open a connection; failures become PostgresError with the cause and the option to fix."""
+    kwargs = connect_kwargs(params, dbname)
+    # libpq takes C strings: psycopg2 raises ValueError on a NUL, which no caller expects.
+    with_nul = [_CONNECT_OPTION.get(key, key) for key, value in kwargs.items() if "\x00" in str(value)]
+    if with_nul:
+        raise PostgresError("%s holds a NUL character, which PostgreSQL cannot take; remove it" % ", ".join(with_nul))
     target = describe_target(params, dbname)
     try:
-        conn = psycopg2.connect(**connect_kwargs(params, dbname))
+        conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as err:
         raise PostgresError(explain_connect_error(str(err), target), target=target) from err
     conn.autocommit = autocommit

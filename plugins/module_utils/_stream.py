@@ -26,7 +26,7 @@ try:
 except ImportError:  # pragma: no cover - reported through missing_required_lib
     HAS_ZSTANDARD = False
 
-_COMPRESSION = re.compile(r"^(none|gzip|zstd|lz4)(?::(\d{1,2}))?$")
+_COMPRESSION = re.compile(r"^(none|gzip|zstd|lz4)(?::(\d{1,2}))?\Z")
 LEVELS = {"none": (0, 0, 0), "gzip": (1, 9, 6), "zstd": (1, 19, 3), "lz4": (1, 12, 1)}
 SUFFIXES = {"gzip": ".gz", "zstd": ".zst"}
 # Compressed chunks waiting for the hashing/writing thread.

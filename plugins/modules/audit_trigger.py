@@ -103,13 +103,14 @@ options:
     description:
       - Drop log partitions wholly older than this many days (a partition is dropped once its last possible
         entry is older). Each drop is itself logged, with operation C(RETENTION). V(0) keeps everything.
+        At most V(36500).
       - Applied on every run. Between runs, schedule the SQL function C(audit.maintain) with the retention in
         days and the months ahead as arguments, from a systemd timer or pg_cron.
     type: int
     default: 90
     version_added: 0.1.0
   partitions_ahead:
-    description: Monthly partitions kept ready beyond the current month.
+    description: Monthly partitions kept ready beyond the current month, at most V(60).
     type: int
     default: 2
     version_added: 0.1.0

@@ -19,7 +19,7 @@ _NEEDS_THE_MODULE = frozenset(("attributes", "seuser", "serole", "setype", "sele
 # Arguments that never change a regular file that exists (or name it).
 _INERT = frozenset(("dest", "path", "_original_basename", "recurse", "state", "follow", "unsafe_writes", "_diff_peek"))
 
-_OCTAL_MODE = re.compile(r"^(0o?)?[0-7]{1,4}$")
+_OCTAL_MODE = re.compile(r"^(0o?)?[0-7]{1,4}\Z")
 
 
 def _wanted_mode(mode):

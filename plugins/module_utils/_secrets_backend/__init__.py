@@ -24,7 +24,7 @@ DOC_FORMAT = "locksmith.secret/1"
 PUBLIC_FIELDS = ("username",)
 # A secret name is a path of plain segments. In Vault it becomes part of the request URL, so a '..' segment would
 # leave the KV mount (a read of '../../sys/mounts' got the mount table); AWS allows exactly these characters.
-_NAME_SEGMENT = re.compile(r"^[A-Za-z0-9_.@+=-]+$")
+_NAME_SEGMENT = re.compile(r"^[A-Za-z0-9_.@+=-]+\Z")
 MAX_NAME_LENGTH = 512
 
 

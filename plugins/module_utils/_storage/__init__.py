@@ -20,10 +20,10 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Locks
 
 MANIFEST_NAME = "manifest.json"
 # A backup id is its UTC start time plus a random tag, so ids sort by age and never collide.
-BACKUP_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{4}$")
+BACKUP_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{4}\Z")
 # Labels are database names (validated identifiers) or this one, which no identifier can equal.
 ALL_DATABASES_LABEL = "all-databases"
-_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$|^all-databases$")
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\Z|^all-databases\Z")
 S3_STORAGE_CLASSES = [
     "STANDARD",
     "STANDARD_IA",
@@ -149,6 +149,15 @@ def build_destinations(options_list, warnings):
     for index, options in enumerate(options_list or []):
         destination = backends[options["type"]](index, options, warnings)
         destination.validate()
+        # A negative count would slice from the end (keep_last -2 prunes the two oldest) and a negative age
+        # would prune every backup but the newest: refuse them before anything runs.
+        negative = sorted(rule for rule, value in (options.get("retention") or {}).items() if (value or 0) < 0)
+        if negative:
+            raise StorageError(
+                "%s: retention %s must be 0 or more (0 or unset turns a rule off)"
+                % (destination.name, ", ".join(negative)),
+                destination=index,
+            )
         destinations.append(destination)
     if not destinations:
         raise StorageError("destinations is empty; give at least one local or s3 destination")

@@ -46,6 +46,9 @@ def test_table_payloads_are_refused_naming_the_option(payload):
         ("audit_schema", "au$dit", "audit_schema 'au\\$dit' is not valid"),
         ("app_user_setting", "user_id", "app_user_setting 'user_id' is not a custom setting name"),
         ("app_user_setting", "app.user'--", "app_user_setting .* is not a custom setting name"),
+        # A trailing newline passed the old '$' anchor: the log then never held the app user id.
+        ("app_user_setting", "app.user_id\n", "app_user_setting .* is not a custom setting name"),
+        ("audit_schema", "audit\n", "audit_schema .* is not valid"),
         ("exclude_columns", ["ok", "bad col"], r"exclude_columns\[1\] 'bad col' is not a valid identifier"),
         ("auditor_role", "x'y", "auditor_role .* is not a valid identifier"),
         ("schema", "pub lic", "schema 'pub lic' is not a valid identifier"),
@@ -63,8 +66,12 @@ def test_cross_field_rules():
         _audit.validate_options(params(capture="statement", exclude_columns=["pw"]))
     with pytest.raises(_audit.AuditError, match="is the audit schema itself"):
         _audit.validate_options(params(schema="audit", tables=None))
-    with pytest.raises(_audit.AuditError, match="0 or more"):
+    with pytest.raises(_audit.AuditError, match="retention_days -1 must be between 0 and 36500"):
         _audit.validate_options(params(retention_days=-1))
+    with pytest.raises(_audit.AuditError, match="retention_days 1000000000000 must be between 0 and 36500"):
+        _audit.validate_options(params(retention_days=10**12))
+    with pytest.raises(_audit.AuditError, match="partitions_ahead 2000 must be between 0 and 60"):
+        _audit.validate_options(params(partitions_ahead=2000))
     with pytest.raises(_audit.AuditError, match="the log cannot audit itself"):
         _audit.parse_tables(["audit.log"], "audit")
     _audit.validate_options(params(auditor_role="auditor", schema="public", tables=None))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
@@ -16,6 +18,7 @@ INJECTIONS = [
     "a" * 64,
     "tab\tle",
     "name\x00nul",
+    "trailing_newline\n",
 ]
 
 
@@ -75,3 +78,18 @@ def test_connect_errors_name_the_fix(libpq, fix):
     message = _postgres.explain_connect_error(libpq, "db:5432/app as app")
     assert message.startswith("cannot connect to PostgreSQL at db:5432/app as app: ")
     assert fix in message
+
+
+@pytest.mark.parametrize(
+    ("over", "dbname", "named"),
+    [
+        ({"login_host": "127.0.0.1\x00x"}, "app", "login_host (or login_unix_socket)"),
+        ({"login_password": "a\x00b"}, "app", "login_password"),
+        ({}, "a\x00b", "the database name"),
+    ],
+)
+def test_a_nul_in_a_connection_value_is_refused_by_name_before_connecting(over, dbname, named):
+    # psycopg2 raised ValueError ("embedded null character"), a traceback for the modules.
+    with pytest.raises(_postgres.PostgresError, match=re.escape(named + " holds a NUL character")) as caught:
+        _postgres.connect(_params(login_port=1, **over), dbname)
+    assert "a\x00b" not in caught.value.msg

@@ -219,6 +219,7 @@ def test_plain_secret_names_pass(name):
         "a%2F..%2Fb",
         "a b",
         "line\nbreak",
+        "trailing/newline\n",
         "users'; DROP TABLE users; --",
         "x" * 513,
     ],

@@ -68,7 +68,9 @@ def test_empty_destinations_are_refused():
         _storage.build_destinations([], [])
 
 
-@pytest.mark.parametrize("label", ["public'; DROP TABLE users; --", "../../../etc/passwd", "", "a/b", None])
+@pytest.mark.parametrize(
+    "label", ["public'; DROP TABLE users; --", "../../../etc/passwd", "", "a/b", None, "app\n", "all-databases\n"]
+)
 def test_labels_refuse_injection_and_paths(label):
     with pytest.raises(_storage.StorageError, match="not a plain database name"):
         _storage.validate_label(label)
@@ -78,6 +80,7 @@ def test_backup_ids_round_trip():
     backup_id = _storage.new_backup_id(1795750555.7)
     assert _storage.BACKUP_ID.match(backup_id) and _storage.parse_backup_id(backup_id) == 1795750555
     assert _storage.parse_backup_id("not-an-id") is None
+    assert _storage.parse_backup_id(backup_id + "\n") is None
 
 
 def _client_error(code, status=400):
@@ -207,3 +210,10 @@ def test_an_unreadable_manifest_makes_the_backup_incomplete(tmp_path):
     [entry] = destination.list_backups("app")
     assert entry.complete is False and entry.summary()["complete"] is False
     assert destination.labels() == ["app"]
+
+
+@pytest.mark.parametrize("rule", ["keep_last", "daily", "weekly", "monthly", "max_age_days"])
+def test_negative_retention_is_refused_before_anything_runs(tmp_path, rule):
+    # keep_last -2 pruned the two oldest backups (a slice from the end); max_age_days -1 pruned all but the newest.
+    with pytest.raises(_storage.StorageError, match="retention %s must be 0 or more" % rule):
+        _storage.build_destinations([dest(type="local", path=str(tmp_path), retention={rule: -1})], [])
