@@ -84,6 +84,80 @@ def compare_values(actual, expected, how):
     return COMPARISONS[how](left, right)
 
 
+QUERY_KEYWORDS = ("select", "with", "values", "table")
+
+
+def _code_of(sql):
+    """``sql`` with comments, string literals, quoted identifiers and dollar-quoted bodies blanked out, so that
+    what remains shows the statement's own keywords and semicolons."""
+    out, i, n = [], 0, len(sql)
+    while i < n:
+        if sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+        elif sql.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if sql.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif sql.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        elif sql[i] in "'\"":
+            quote = sql[i]
+            # E'...' strings take backslash escapes; standard strings and identifiers only doubled quotes.
+            backslash = quote == "'" and i > 0 and sql[i - 1] in "eE" and (i < 2 or not _word(sql[i - 2]))
+            i += 1
+            while i < n:
+                if backslash and sql[i] == "\\":
+                    i += 2
+                elif sql[i] == quote and sql.startswith(quote * 2, i):
+                    i += 2
+                elif sql[i] == quote:
+                    break
+                else:
+                    i += 1
+            i += 1
+        elif sql[i] == "$" and (i == 0 or not _word(sql[i - 1])):
+            close = sql.find("$", i + 1)
+            tag = sql[i : close + 1] if close > 0 else ""
+            if tag and all(_word(char) for char in tag[1:-1]) and not tag[1:2].isdigit():
+                end = sql.find(tag, close + 1)
+                i = n if end < 0 else end + len(tag)
+            else:
+                out.append(sql[i])
+                i += 1
+            continue
+        else:
+            out.append(sql[i])
+            i += 1
+            continue
+        out.append(" ")
+    return "".join(out)
+
+
+def _word(char):
+    return char.isalnum() or char == "_"
+
+
+def check_assertions(assertions):
+    """Each assertion is one query (SELECT, WITH, VALUES or TABLE); raise LocksmithError naming it otherwise.
+
+    The read-only transaction alone does not hold a string such as 'COMMIT; ALTER ROLE ...' (the COMMIT ends it),
+    nor COPY ... TO PROGRAM, which a read-only transaction allows.
+    """
+    for index, item in enumerate(assertions):
+        code = _code_of(item["sql"]).strip().rstrip(";").strip()
+        words = code.lstrip("( \t\r\n").split(None, 1)
+        if ";" in code or not words or words[0].lower() not in QUERY_KEYWORDS:
+            raise LocksmithError(
+                "assertions[%d] (%s): sql must be one query starting with SELECT, WITH, VALUES or TABLE, with no "
+                "other statement after it; nothing was restored" % (index, item["name"]),
+                option="assertions",
+            )
+
+
 def run_assertions(params, target, assertions, queries):
     """Each assertion's SQL runs in a read-only transaction; the first column of the first row is compared."""
     checks = []

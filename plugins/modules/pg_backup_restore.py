@@ -108,6 +108,10 @@ options:
     description:
       - SQL checks run in a read-only transaction on the restored database; the first column of the first row
         is compared with C(expected) (as numbers when both are numeric, else as text).
+      - Each O(assertions[].sql) must be one query starting with C(SELECT), C(WITH), C(VALUES) or C(TABLE); a second
+        statement (C(COMMIT; ...) would end the read-only transaction) or any other command (C(COPY ... TO PROGRAM)
+        is allowed in a read-only transaction) fails the task before anything is restored. Functions the query calls
+        run with the connecting role's rights.
     type: list
     elements: dict
     default: []
@@ -119,7 +123,7 @@ options:
         required: true
         version_added: 0.1.0
       sql:
-        description: One read-only statement returning a value.
+        description: One query returning a value (see O(assertions)).
         type: str
         required: true
         version_added: 0.1.0
@@ -391,6 +395,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils import (  # noqa: E4
     _pitr,
     _postgres,
     _restore,
+    _restore_checks,
     _restore_cluster,
     _restore_flows,
     _stream,
@@ -432,6 +437,7 @@ def main():
     warnings = []
     job = None
     try:
+        _restore_checks.check_assertions(params["assertions"])
         if params["mode"] == "pitr":
             job = _pitr.PitrJob(params, warnings)
         elif params["database"] == _restore_cluster.ALL_DATABASES_LABEL:

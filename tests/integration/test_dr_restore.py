@@ -178,6 +178,33 @@ def test_failing_assertion_and_missed_targets_fail_the_drill(pg_cluster, seeded,
     assert not lenient.get("failed") and lenient["report"]["rto_met"] is False, lenient
 
 
+def test_assertions_that_are_not_one_query_are_refused_before_anything_runs(pg_cluster, seeded, dirs, tmp_path):
+    # Both ran before: the COMMIT ended the read-only transaction, and COPY TO PROGRAM is allowed in one.
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    marker = tmp_path / "copy-to-program-ran"
+    before = databases(pg_cluster)
+    for sql in (
+        "COMMIT; ALTER ROLE postgres CONNECTION LIMIT 99; SELECT 1",
+        "COPY (SELECT 1) TO PROGRAM 'touch %s'" % marker,
+        "SELECT 1; CREATE TABLE public.oops (id int)",
+    ):
+        result = restore(
+            pg_cluster, seeded, [local(dirs["backups"])], assertions=[{"name": "sneaky", "sql": sql, "expected": 1}]
+        )
+        assert result["failed"] and "assertions[0] (sneaky): sql must be one query" in result["msg"], result
+    assert not marker.exists() and databases(pg_cluster) == before
+    assert pg_cluster.query("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'postgres'")[0][0] == -1
+    fine = restore(
+        pg_cluster,
+        seeded,
+        [local(dirs["backups"])],
+        assertions=[
+            {"name": "quoted ;", "sql": "SELECT count(*) FROM public.users WHERE name <> ';' -- ;", "expected": 3000}
+        ],
+    )
+    assert not fine.get("failed"), fine
+
+
 def test_row_count_mismatch_fails_the_drill(pg_cluster, seeded, dirs):
     manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
     # Tamper with the manifest's counts the way a silently lossy dump would look.

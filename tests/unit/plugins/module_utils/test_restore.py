@@ -210,3 +210,45 @@ def test_pitr_names_a_missing_pg_ctl():
     _pitr, params = _pitr_params(pg_bin_dir="/nonexistent/bin")
     with pytest.raises(Exception, match="pg_ctl not found in pg_bin_dir '/nonexistent/bin'"):
         _pitr.PitrJob(params, [])
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM t",
+        "select 1;",
+        "  -- a comment; with a semicolon\n SELECT ';'",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "(SELECT 1)",
+        "VALUES (1)",
+        "TABLE t",
+        "SELECT $$a;b$$",
+        "SELECT $q$ ; $q$",
+        "SELECT E'it\\'s; x'",
+        "SELECT 'a''; b'",
+        'SELECT "we;ird" FROM t',
+        "/* x; /* nested; */ */ SELECT 1",
+    ],
+)
+def test_one_query_passes_the_assertion_check(sql):
+    C.check_assertions([{"name": "n", "sql": sql}])
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COMMIT; ALTER ROLE postgres CONNECTION LIMIT 99; SELECT 1",
+        "COPY (SELECT 1) TO PROGRAM 'id'",
+        "SELECT 1; SELECT 2",
+        "ALTER ROLE x CONNECTION LIMIT 1",
+        "",
+        "SELECT 'x'; DROP TABLE t",
+        "SELECT $$a$$; DROP TABLE t",
+        "SELECT E'\\''; DROP TABLE t; --'",
+        "select 1 /* */; delete from t",
+        "DO $$ BEGIN END $$",
+    ],
+)
+def test_anything_but_one_query_is_refused_naming_the_assertion(sql):
+    with pytest.raises(C.LocksmithError, match=r"assertions\[1\] \(b\): sql must be one query"):
+        C.check_assertions([{"name": "a", "sql": "SELECT 1"}, {"name": "b", "sql": sql}])
