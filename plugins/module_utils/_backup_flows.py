@@ -77,12 +77,17 @@ def apply_verified(job, backup_id=None):
         entries = [e for e in job.existing.get(destination.index, []) if e.backup_id == backup_id or not backup_id]
         complete = [e for e in entries if e.complete]
         if not entries or (not backup_id and not complete):
+            # Say why backups that are there do not count (a malformed manifest, say), not only that none does.
+            unusable = ["%s: %s" % (e.backup_id, e.manifest_error) for e in entries if e.manifest_error]
             checks.append(
                 {
                     "destination": destination.name,
                     "id": backup_id,
                     "valid": False,
-                    "errors": ["no %s backup of '%s' found" % ("such" if backup_id else "complete", job.label)],
+                    "errors": [
+                        "no %s backup of '%s' found" % ("such" if backup_id else "complete", job.label),
+                        *unusable,
+                    ],
                 }
             )
             continue

@@ -56,7 +56,11 @@ def verify_entry(entry, key=None, read_data=True, pg_restore=None):
     destination, label, backup_id = entry.destination, entry.label, entry.backup_id
     result = dict(entry.summary(), checksums_verified=False, restore_list_checked=False, errors=[])
     if not entry.complete:
-        result["errors"].append("no manifest: the backup is incomplete and must not be restored")
+        problem = getattr(entry, "manifest_error", None)
+        if problem:
+            result["errors"].append("%s; the backup counts as incomplete and must not be restored" % problem)
+        else:
+            result["errors"].append("no manifest: the backup is incomplete and must not be restored")
         result["valid"] = False
         return result
     for artefact in entry.manifest.get("artefacts", []):

@@ -184,3 +184,142 @@ def test_unknown_keys_and_missing_bucket_are_named(scram_cluster, auth_moto, gua
     names = [b["Name"] for b in auth_moto.client_as(admin).list_buckets()["Buckets"]]
     assert missing not in names and bucket in names
     assert objects(auth_moto, admin, bucket) == ([], [])
+
+
+# ---- destination and manifest input checks -------------------------------------------------------
+MOTO_KEYS = {"access_key": "testing", "secret_key": "testing"}
+
+
+def trusted_backup(cluster, database, destinations, check=False, **extra):
+    """pg_backup as the trusted superuser of the session cluster (tests/conftest.py pg_cluster)."""
+    args = {"login_host": cluster.host, "login_port": cluster.port, "ssl_mode": "disable", "connect_timeout": 3}
+    args.update(database=database, destinations=destinations, min_interval_seconds=0, **extra)
+    return run_module_inprocess("pg_backup", args, check=check)
+
+
+def backup_info(destinations, **extra):
+    return run_module_inprocess("pg_backup_info", dict(destinations=destinations, **extra), check=True)
+
+
+def small_table(cluster, database):
+    cluster.query("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)", dbname=database)
+
+
+@pytest.mark.parametrize("joint", ["//", "/./"])
+def test_local_path_with_a_doubled_slash_or_dot_is_the_same_directory(pg_cluster, pg_database, tmp_path, joint):
+    # The root was compared unnormalised: the backup was written, then every read failed with
+    # "artefact name 'manifest.json' leaves the backup directory", on this run and every later one.
+    small_table(pg_cluster, pg_database)
+    (tmp_path / "d").mkdir()
+    odd = {"type": "local", "path": f"{tmp_path}{joint}d"}
+    plain = {"type": "local", "path": f"{tmp_path}/d"}
+    first = trusted_backup(pg_cluster, pg_database, [odd])
+    assert first["changed"] and not first.get("failed"), first
+    listed = backup_info([plain], database=pg_database)
+    assert [(b["id"], b["valid"]) for b in listed["backups"]] == [(first["backup"]["id"], True)], listed
+    second = trusted_backup(pg_cluster, pg_database, [odd])
+    assert second["changed"] and not second.get("failed"), second
+    again = backup_info([odd], database=pg_database)
+    assert not again.get("failed"), again
+    assert [b["valid"] for b in again["backups"]] == [True, True], again
+    assert again["newest_good"][pg_database]["id"] == second["backup"]["id"]
+    assert sorted(p.parent.name for p in tmp_path.rglob("manifest.json")) == sorted(
+        [first["backup"]["id"], second["backup"]["id"]]
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+S3_BAD_OPTIONS = [
+    ("bucket", {"bucket": ""}, "bucket '' is empty"),
+    ("bucket", {"bucket": "a/b"}, "bucket 'a/b'"),
+    ("bucket", {"bucket": "a b"}, "bucket 'a b'"),
+    ("bucket", {"bucket": "a+b"}, "bucket"),  # past our lenient check; botocore refuses it
+    ("endpoint_url", {"endpoint_url": "not a url"}, "endpoint_url 'not a url'"),
+    ("endpoint_url", {"endpoint_url": "ftp://127.0.0.1:1"}, "endpoint_url 'ftp://127.0.0.1:1'"),
+    ("region", {"region": "../x"}, "region '../x'"),
+]
+
+
+@pytest.mark.parametrize(("option", "bad", "expected"), S3_BAD_OPTIONS, ids=[repr(b) for _o, b, _e in S3_BAD_OPTIONS])
+def test_s3_options_botocore_rejects_fail_naming_the_option(pg_cluster, pg_database, moto, option, bad, expected):
+    destination = dict(s3(moto, "locksmith-unused", MOTO_KEYS), **bad)
+    results = [
+        trusted_backup(pg_cluster, pg_database, [destination], check=True),
+        backup_info([destination]),
+    ]
+    for result in results:
+        assert result.get("failed") and not result.get("changed"), result
+        msg = result["msg"]
+        assert msg.startswith("destinations[0] s3://") and option in msg and expected in msg, msg
+        assert "exception" not in result, result
+        no_traceback(result)
+        assert MOTO_KEYS["secret_key"] not in json.dumps(result)
+
+
+MANIFEST_DAMAGE = {
+    "artefact-without-name": lambda m: m["artefacts"][0].pop("name"),
+    "artefacts-not-a-list": lambda m: m.update(artefacts=5),
+    "size-not-a-number": lambda m: m["artefacts"][0].update(size_bytes="x"),
+    "ended-epoch-out-of-range": lambda m: m.update(ended_epoch=1e20),
+    "ended-epoch-nan": lambda m: m.update(ended_epoch=float("nan")),
+}
+
+
+def test_malformed_manifest_is_listed_as_not_valid_and_the_others_still_count(pg_cluster, pg_database, tmp_path):
+    small_table(pg_cluster, pg_database)
+    dest = {"type": "local", "path": str(tmp_path)}
+    older = trusted_backup(pg_cluster, pg_database, [dest])["backup"]["id"]
+    newer = trusted_backup(pg_cluster, pg_database, [dest])["backup"]["id"]
+    path = tmp_path / pg_database / newer / "manifest.json"
+    original = path.read_text()
+    for name, damage in MANIFEST_DAMAGE.items():
+        manifest = json.loads(original)
+        damage(manifest)
+        path.write_text(json.dumps(manifest))
+        listed = backup_info([dest])
+        assert not listed.get("failed"), (name, listed)
+        no_traceback(listed)
+        by_id = {b["id"]: b for b in listed["backups"]}
+        assert by_id[older]["valid"] and not by_id[newer]["valid"], (name, by_id)
+        assert "manifest.json is malformed" in by_id[newer]["errors"][0], (name, by_id[newer])
+        # The damaged (newer) backup does not count, so the older good one is the newest good.
+        assert listed["newest_good"][pg_database]["id"] == older, (name, listed["newest_good"])
+
+        verified = trusted_backup(pg_cluster, pg_database, [dest], state="verified", backup_id=newer)
+        assert verified.get("failed") and "manifest.json is malformed" in verified["msg"], (name, verified)
+        assert "exception" not in verified
+        no_traceback(verified)
+        newest = trusted_backup(pg_cluster, pg_database, [dest], state="verified")
+        assert not newest.get("failed") and newest["backup"]["id"] == older, (name, newest)
+    path.write_text(original)
+    assert [b["valid"] for b in backup_info([dest])["backups"]] == [True, True]
+
+
+def test_info_skips_lost_and_found_with_a_warning(pg_cluster, pg_database, tmp_path):
+    small_table(pg_cluster, pg_database)
+    (tmp_path / "lost+found").mkdir()
+    dest = {"type": "local", "path": str(tmp_path)}
+    made = trusted_backup(pg_cluster, pg_database, [dest])
+    assert made["changed"] and not made.get("failed"), made
+    listed = backup_info([dest])
+    assert not listed.get("failed"), listed
+    assert [(b["label"], b["valid"]) for b in listed["backups"]] == [(pg_database, True)]
+    assert listed["newest_good"][pg_database]["id"] == made["backup"]["id"]
+    warnings = [str(w) for w in listed.get("warnings", [])]
+    assert len(warnings) == 1 and "destinations[0]" in warnings[0] and "'lost+found'" in warnings[0], warnings
+    assert (tmp_path / "lost+found").is_dir()
+    # Asked for one database, nothing else is listed, so there is nothing to warn about.
+    assert not backup_info([dest], database=pg_database).get("warnings")
+
+
+def test_s3_info_skips_prefixes_that_are_not_labels(pg_cluster, pg_database, moto, s3_bucket):
+    small_table(pg_cluster, pg_database)
+    moto.client("s3").put_object(Bucket=s3_bucket, Key="pg/other tool/readme.txt", Body=b"not ours")
+    dest = s3(moto, s3_bucket, MOTO_KEYS)
+    made = trusted_backup(pg_cluster, pg_database, [dest])
+    assert made["changed"] and not made.get("failed"), made
+    listed = backup_info([dest])
+    assert not listed.get("failed"), listed
+    assert [(b["label"], b["valid"]) for b in listed["backups"]] == [(pg_database, True)]
+    warnings = [str(w) for w in listed.get("warnings", [])]
+    assert len(warnings) == 1 and "'other tool'" in warnings[0], warnings

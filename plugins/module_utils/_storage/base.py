@@ -15,15 +15,66 @@ from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
     validate_label,
 )
 
+# 9999-12-31T23:59:59Z: later end times cannot be formatted and no real backup ends before 1970.
+MAX_EPOCH = 253402300799
+
+
+def _is_int(value) -> bool:
+    """True for a JSON integer (bool is an int in Python, but not in a manifest)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def manifest_problem(manifest) -> str | None:
+    """What is wrong with the shape of a parsed manifest that readers rely on, or None."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    artefacts = manifest.get("artefacts")
+    if not isinstance(artefacts, list):
+        return "artefacts is missing or not a list"
+    for index, artefact in enumerate(artefacts):
+        if not isinstance(artefact, dict):
+            return "artefacts[%d] is not an object" % index
+        if not isinstance(artefact.get("name"), str) or not artefact["name"]:
+            return "artefacts[%d].name is missing or not a string" % index
+        if not _is_int(artefact.get("size_bytes")) or artefact["size_bytes"] < 0:
+            return "artefacts[%d].size_bytes is missing or not a whole number of 0 or more" % index
+        if not isinstance(artefact.get("sha256"), str):
+            return "artefacts[%d].sha256 is missing or not a string" % index
+    if "ended_epoch" in manifest:
+        ended = manifest["ended_epoch"]
+        # The range test also refuses NaN and infinity (json.loads accepts both).
+        if not isinstance(ended, (int, float)) or isinstance(ended, bool) or not 0 <= ended <= MAX_EPOCH:
+            return "ended_epoch %r is not a time between 1970 and 9999" % (ended,)
+    return None
+
+
+def is_label(name) -> bool:
+    """True when ``name`` could be a backup label (a plain database name or all-databases)."""
+    try:
+        validate_label(name)
+    except StorageError:
+        return False
+    return True
+
+
+def skipped_label_warning(destination, name) -> str:
+    """The warning for an entry at the top of a destination that no backup label can be."""
+    return (
+        "%s: skipped %r, which is not a backup label (labels are plain database names or all-databases); "
+        "pg_backup never writes it, so it was left alone" % (destination.name, name)
+    )
+
 
 class BackupEntry:
     """One backup (or leftover) found at a destination."""
 
-    def __init__(self, destination, label, backup_id, manifest=None, temporary=False):
+    def __init__(self, destination, label, backup_id, manifest=None, temporary=False, manifest_error=None):
         self.destination = destination
         self.label = label
         self.backup_id = backup_id
         self.manifest = manifest
+        # Why a manifest that exists was not usable (undecodable or malformed); None when it is fine or absent.
+        self.manifest_error = manifest_error
         self.temporary = temporary
         self.started = parse_backup_id(backup_id)
 
@@ -114,12 +165,19 @@ class Destination:
 
     def read_manifest(self, label, backup_id):
         """The parsed manifest or None when absent or unreadable."""
+        return self.load_manifest(label, backup_id)[0]
+
+    def load_manifest(self, label, backup_id):
+        """(manifest, None), or (None, why) when the manifest cannot be decoded or has the wrong shape."""
         data = b"".join(self.read_chunks(label, backup_id, MANIFEST_NAME))
         try:
             manifest = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return None
-        return manifest if isinstance(manifest, dict) else None
+        except (UnicodeDecodeError, ValueError) as err:
+            return None, "%s is not valid UTF-8 JSON (%s)" % (MANIFEST_NAME, err)
+        problem = manifest_problem(manifest)
+        if problem:
+            return None, "%s is malformed: %s" % (MANIFEST_NAME, problem)
+        return manifest, None
 
     def _check_label(self, label):
         return validate_label(label)

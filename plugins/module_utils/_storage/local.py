@@ -24,7 +24,12 @@ from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
     StorageFull,
     StorageMissing,
 )
-from ansible_collections.locksmith.ops.plugins.module_utils._storage.base import BackupEntry, Destination
+from ansible_collections.locksmith.ops.plugins.module_utils._storage.base import (
+    BackupEntry,
+    Destination,
+    is_label,
+    skipped_label_warning,
+)
 
 CHUNK = 1024 * 1024
 
@@ -143,13 +148,17 @@ class LocalDestination(Destination):
         "session_token",
     )
 
-    @property
-    def root(self):
-        return self.options["path"]
+    def __init__(self, index, options, warnings):
+        super().__init__(index, options, warnings)
+        path = options.get("path")
+        # Normalised once, so '<dir>//x' and '<dir>/./x' are the same directory as '<dir>/x' in every
+        # path built and compared below; a relative path stays as given for validate() to refuse.
+        self.root = os.path.normpath(path) if path and os.path.isabs(path) else path
 
     @property
     def url(self):
-        return "local:%s" % self.root
+        # The path as given: the destination's name is a metrics label and must not change under users.
+        return "local:%s" % self.options["path"]
 
     def validate(self):
         super().validate()
@@ -180,7 +189,16 @@ class LocalDestination(Destination):
             names = sorted(os.listdir(self.root))
         except OSError as err:
             raise _os_error(self, "listing '%s'" % self.root, err) from err
-        return [n for n in names if os.path.isdir(os.path.join(self.root, n)) and not n.startswith(".")]
+        labels = []
+        for name in names:
+            if name.startswith(".") or not os.path.isdir(os.path.join(self.root, name)):
+                continue
+            if not is_label(name):
+                # A mount point holds lost+found; pg_backup never writes such a name, so it is not ours.
+                self.warnings.append(skipped_label_warning(self, name))
+                continue
+            labels.append(name)
+        return labels
 
     def list_backups(self, label):
         self._check_label(label)
@@ -195,10 +213,10 @@ class LocalDestination(Destination):
                 continue
             if not BACKUP_ID.match(name):
                 continue
-            manifest = None
+            manifest, problem = None, None
             if os.path.isfile(os.path.join(parent, name, MANIFEST_NAME)):
-                manifest = self.read_manifest(label, name)
-            entries.append(BackupEntry(self, label, name, manifest))
+                manifest, problem = self.load_manifest(label, name)
+            entries.append(BackupEntry(self, label, name, manifest, manifest_error=problem))
         return sorted(entries, key=lambda e: e.sort_key)
 
     def open_writer(self, label, backup_id):

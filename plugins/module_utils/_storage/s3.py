@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import queue
+import re
 import threading
+from urllib.parse import urlsplit
 
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
     BACKUP_ID,
@@ -27,7 +29,12 @@ from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
     TransientError,
     with_retries,
 )
-from ansible_collections.locksmith.ops.plugins.module_utils._storage.base import BackupEntry, Destination
+from ansible_collections.locksmith.ops.plugins.module_utils._storage.base import (
+    BackupEntry,
+    Destination,
+    is_label,
+    skipped_label_warning,
+)
 
 try:
     import boto3
@@ -65,6 +72,10 @@ _DENIED_CODES = {
     "AllAccessDisabled",
 }
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
+# Only what no S3 API accepts: S3-compatible stores and legacy AWS buckets allow more than today's AWS rules.
+_BAD_BUCKET_CHARS = re.compile(r"[/\s\x00-\x1f\x7f-\x9f]")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+_REGION = re.compile(r"^[a-z0-9-]+\Z")
 
 
 def part_size_for(part_number):
@@ -306,27 +317,99 @@ class S3Destination(Destination):
             )
         if ".." in self.prefix.split("/"):
             raise StorageError("%s: prefix may not contain '..'" % self.name, destination=self.index)
+        self._validate_bucket()
+        self._validate_endpoint_url()
+        region = self.options.get("region")
+        if region is not None and not _REGION.match(region):
+            raise StorageError(
+                "%s: region %r is not a region name; give one like eu-west-1 (lower-case letters, digits and -)"
+                % (self.name, region),
+                destination=self.index,
+                option="region",
+            )
+
+    def _validate_bucket(self):
+        """Refuse bucket names no S3 API accepts; botocore and the store judge the rest."""
+        bucket = self.options.get("bucket") or ""
+        if not bucket:
+            raise StorageError(
+                "%s: bucket '' is empty; give the bucket name" % self.name, destination=self.index, option="bucket"
+            )
+        if _BAD_BUCKET_CHARS.search(bucket):
+            raise StorageError(
+                "%s: bucket %r holds '/', a space or a control character; give the bucket name alone "
+                "and put any key path in prefix" % (self.name, bucket),
+                destination=self.index,
+                option="bucket",
+            )
+
+    def _validate_endpoint_url(self):
+        """An endpoint_url, when given, is an http:// or https:// URL with a host."""
+        endpoint = self.options.get("endpoint_url")
+        if endpoint is None:
+            return
+        try:
+            parts = urlsplit(endpoint)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+            good = parts.scheme in ("http", "https") and bool(parts.hostname)
+            good = good and not _SPACE_OR_CONTROL.search(endpoint)
+        except ValueError:
+            good = False
+        if not good:
+            raise StorageError(
+                "%s: endpoint_url %r is not an http:// or https:// URL with a host; give one like "
+                "https://s3.eu-west-1.amazonaws.com or leave endpoint_url unset for AWS" % (self.name, endpoint),
+                destination=self.index,
+                option="endpoint_url",
+            )
+
+    def _option_error(self, describe, err):
+        """A StorageError naming the option behind a botocore validation error, raised before any request."""
+        if isinstance(err, (botocore.exceptions.InvalidRegionError, botocore.exceptions.NoRegionError)):
+            option, fix = "region", "give a region name such as eu-west-1"
+        elif isinstance(err, botocore.exceptions.ProfileNotFound):
+            option, fix = "profile", "give a profile from ~/.aws/config or leave profile unset"
+        elif isinstance(err, botocore.exceptions.ParamValidationError):
+            option = "bucket" if "bucket" in str(err).lower() else "prefix"
+            fix = "give the name as the store shows it"
+        elif isinstance(err, (ValueError, botocore.exceptions.EndpointProviderError)):
+            option, fix = "endpoint_url", "give an http:// or https:// URL with a host, or leave it unset for AWS"
+        else:
+            return StorageError(
+                "%s: %s failed (%s); check this destination's options" % (self.name, describe, err),
+                destination=self.index,
+            )
+        return StorageError(
+            "%s: %s stopped before any request was sent (%s); fix destinations[%d].%s: %s"
+            % (self.name, describe, err, self.index, option, fix),
+            destination=self.index,
+            option=option,
+        )
 
     @property
     def client(self):
         if self._client is None:
-            session = boto3.session.Session(
-                profile_name=self.options.get("profile"),
-                aws_access_key_id=self.options.get("access_key"),
-                aws_secret_access_key=self.options.get("secret_key"),
-                aws_session_token=self.options.get("session_token"),
-            )
-            # Our own retry loop logs each retry as a warning, so botocore's stays off.
-            config = botocore.config.Config(
-                retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=120
-            )
-            self._client = session.client(
-                "s3",
-                region_name=self.options.get("region"),
-                endpoint_url=self.options.get("endpoint_url"),
-                verify=self.options.get("validate_certs", True),
-                config=config,
-            )
+            try:
+                session = boto3.session.Session(
+                    profile_name=self.options.get("profile"),
+                    aws_access_key_id=self.options.get("access_key"),
+                    aws_secret_access_key=self.options.get("secret_key"),
+                    aws_session_token=self.options.get("session_token"),
+                )
+                # Our own retry loop logs each retry as a warning, so botocore's stays off.
+                config = botocore.config.Config(
+                    retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=120
+                )
+                self._client = session.client(
+                    "s3",
+                    region_name=self.options.get("region"),
+                    endpoint_url=self.options.get("endpoint_url"),
+                    verify=self.options.get("validate_certs", True),
+                    config=config,
+                )
+            except (botocore.exceptions.BotoCoreError, ValueError) as err:
+                # ValueError is botocore's "Invalid endpoint"; the BotoCoreErrors here are bad region or profile.
+                raise self._option_error("creating the S3 client", err) from err
         return self._client
 
     def put_args(self):
@@ -357,6 +440,20 @@ class S3Destination(Destination):
                 raise StorageDenied(
                     "%s: no AWS credentials found while %s; set access_key/secret_key or profile, or the "
                     "AWS_* environment of the user running the module" % (self.name, describe),
+                    destination=self.index,
+                ) from err
+            except (
+                botocore.exceptions.ParamValidationError,
+                botocore.exceptions.EndpointResolutionError,
+                botocore.exceptions.NoRegionError,
+                botocore.exceptions.InvalidRegionError,
+            ) as err:
+                raise self._option_error(describe, err) from err
+            except botocore.exceptions.BotoCoreError as err:
+                # Anything else botocore raises (TLS failures among them) is still this destination's failure.
+                raise StorageError(
+                    "%s: %s failed (%s); check this destination's options and the endpoint"
+                    % (self.name, describe, err),
                     destination=self.index,
                 ) from err
 
@@ -412,7 +509,14 @@ class S3Destination(Destination):
     def labels(self):
         root = self.prefix + "/" if self.prefix else ""
         prefixes = self._list(root, delimiter="/")[1]
-        return sorted(p[len(root) :].rstrip("/") for p in prefixes)
+        labels = []
+        for name in sorted(p[len(root) :].rstrip("/") for p in prefixes):
+            if not is_label(name):
+                # Other tools may share the bucket or prefix; pg_backup never writes such a name.
+                self.warnings.append(skipped_label_warning(self, name))
+                continue
+            labels.append(name)
+        return labels
 
     def list_backups(self, label):
         self._check_label(label)
@@ -425,8 +529,10 @@ class S3Destination(Destination):
                 ids.setdefault(backup_id, set()).add(name)
         entries = []
         for backup_id in sorted(ids):
-            manifest = self.read_manifest(label, backup_id) if MANIFEST_NAME in ids[backup_id] else None
-            entries.append(BackupEntry(self, label, backup_id, manifest))
+            manifest, problem = None, None
+            if MANIFEST_NAME in ids[backup_id]:
+                manifest, problem = self.load_manifest(label, backup_id)
+            entries.append(BackupEntry(self, label, backup_id, manifest, manifest_error=problem))
         return sorted(entries, key=lambda e: e.sort_key)
 
     def open_writer(self, label, backup_id):
