@@ -68,6 +68,9 @@ def parse_key(text, source):
     return key
 
 
+MAX_KEY_FILE_BYTES = 1024
+
+
 def load_key(key=None, key_file=None):
     """The key from ``encryption_key`` or ``encryption_key_file``, or None when neither is set."""
     if key:
@@ -75,12 +78,18 @@ def load_key(key=None, key_file=None):
     if key_file:
         try:
             with open(key_file, "rb") as handle:
-                data = handle.read()
+                # A key is at most 64 hex characters and a newline; never read a device or a large file whole.
+                data = handle.read(MAX_KEY_FILE_BYTES + 1)
         except OSError as err:
             raise CryptoError(
                 "encryption_key_file '%s' cannot be read (%s); check the path and its permissions"
                 % (key_file, err.strerror)
             ) from err
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise CryptoError(
+                "encryption_key_file '%s' holds more than %d bytes, more than any key; point it at the file that "
+                "holds only the key (32 raw bytes, 64 hex characters or base64)" % (key_file, MAX_KEY_FILE_BYTES)
+            )
         return parse_key(data, "encryption_key_file '%s'" % key_file)
     return None
 

@@ -79,6 +79,13 @@ def test_key_file(tmp_path):
     assert cs.load_key() is None
     with pytest.raises(cs.CryptoError, match="cannot be read"):
         cs.load_key(key_file=str(tmp_path / "missing"))
+    (tmp_path / "hex").write_text(KEY.hex() + "\n")
+    assert cs.load_key(key_file=str(tmp_path / "hex")) == KEY
+    # /dev/zero was read whole (memory exhausted); a file larger than any key is refused after 1 KiB.
+    (tmp_path / "big").write_bytes(b"a" * 5000)
+    for big in ("/dev/zero", str(tmp_path / "big")):
+        with pytest.raises(cs.CryptoError, match="holds more than 1024 bytes, more than any key"):
+            cs.load_key(key_file=big)
 
 
 def test_key_id_is_stable_and_reveals_nothing():
