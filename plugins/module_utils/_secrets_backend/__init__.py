@@ -165,6 +165,7 @@ class SecretsBackend:
         return self._read(secret)
 
     def _read(self, secret):  # pragma: no cover - interface
+        """-> SecretState for a checked name; a missing secret is an empty state, not an error."""
         raise NotImplementedError
 
     def stage(self, secret, state, value, now):  # pragma: no cover - interface
