@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 import traceback
 
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
@@ -107,7 +108,21 @@ def iter_files(root: str, exclude):
             if _matches(rel_dir + name, exclude):
                 continue
             path = os.path.join(current, name)
-            yield path, ("symlink, not followed" if os.path.islink(path) else None)
+            yield path, _skip_reason(path)
+
+
+def _skip_reason(path: str):
+    """Why a directory entry is not read: a link may point anywhere on the host, and opening a FIFO blocks until
+    something writes to it (a scan hung on one), a device may never end."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as err:
+        return "cannot be read (%s)" % err.strerror
+    if stat.S_ISLNK(mode):
+        return "symlink, not followed"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device)"
+    return None
 
 
 def validate(params) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _secret_scan
@@ -47,3 +50,23 @@ def test_failure_message_lists_files_and_caps_the_list():
     assert msg.startswith("found 25 possible secret(s): /r/f0:0 (Secret Keyword), /r/f1:1")
     assert "and 22 more" in msg and "/r/f3:" not in msg
     assert "exclude" in msg and "rotate" in msg
+
+
+def test_fifos_and_links_are_skipped_not_opened(tmp_path):
+    # Opening a FIFO blocks until something writes to it: a scan of a tree holding one never ended.
+    os.mkfifo(tmp_path / "pipe.env")
+    (tmp_path / "link.env").symlink_to("/etc/hostname")
+    (tmp_path / "app.env").write_text("KEY=value\n")
+    params = {name: spec.get("default") for name, spec in _secret_scan.secret_scan_argument_spec().items()}
+    params["paths"] = [str(tmp_path)]
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(_secret_scan.scan(params)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the scan blocked"
+    assert result["files_scanned"] == 1
+    assert result["findings"] == [{"file": str(tmp_path / "app.env"), "line": 1, "type": _secret_scan.ENV_FILE_TYPE}]
+    assert {item["file"]: item["reason"] for item in result["skipped"]} == {
+        str(tmp_path / "link.env"): "symlink, not followed",
+        str(tmp_path / "pipe.env"): "not a regular file (a FIFO, socket or device)",
+    }
