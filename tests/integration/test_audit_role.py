@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 
-def _play(cluster, database, auditor):
+def _play(cluster, database, auditor, **overrides):
     return [
         {
             "hosts": "localhost",
@@ -23,6 +24,7 @@ def _play(cluster, database, auditor):
                             {"database": database, "tables": ["users"], "exclude_columns": ["password_hash"]},
                             {"database": database, "tables": ["notes"], "diff_only": True, "retention_days": 30},
                         ],
+                        **overrides,
                     },
                 }
             ],
@@ -72,6 +74,19 @@ def test_role_applies_triggers_and_grants_once(pg_cluster, pg_database, ansible)
             ]
         )
         assert bad.rc != 0 and "audit_databases[0]" in bad.stdout
+        # A calendar systemd cannot parse is refused before any trigger or unit is written.
+        typo = ansible.run_playbook(
+            _play(
+                pg_cluster,
+                pg_database,
+                auditor,
+                audit_retention_timer_enabled=True,
+                audit_retention_on_calendar="dialy",
+            )
+        )
+        assert typo.rc != 0, typo.stdout[-3000:]
+        assert "audit_retention_on_calendar is 'dialy', which systemd does not accept" in typo.stdout
+        assert not list(Path("/etc/systemd/system").glob("locksmith-audit-retention-*"))
     finally:
         pg_cluster.query(
             'REASSIGN OWNED BY "%s" TO postgres; DROP OWNED BY "%s"' % (auditor, auditor), dbname=pg_database

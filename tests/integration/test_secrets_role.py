@@ -253,3 +253,12 @@ def test_preflight_names_the_bad_entry(site, ansible):
     assert not site["env_file"].exists()
     no_program = play(ansible, site, secrets_schedule="cron", secrets_schedule_command=["/usr/bin/ansible-pull-nope"])
     assert no_program.rc != 0 and "A host without Ansible cannot run the rotation itself" in no_program.stdout
+    # A space in a cron field or in the user would shift the fields of the cron line: refused before it is written.
+    cron = {"secrets_schedule": "cron", "secrets_schedule_command": ["/usr/bin/true"]}
+    shifted = play(ansible, site, **cron, secrets_schedule_cron_hour="4 * * * root /tmp/x #")
+    assert shifted.rc != 0 and "secrets_schedule_cron_hour is '4 * * * root /tmp/x #'" in shifted.stdout
+    user = play(ansible, site, **cron, secrets_schedule_user="root /tmp/x")
+    assert user.rc != 0 and "secrets_schedule_user is 'root /tmp/x', which is not a user name" in user.stdout
+    broken = play(ansible, site, secrets_schedule="cron", secrets_schedule_command=["/usr/bin/true", "a\nb"])
+    assert broken.rc != 0 and "no line break in any element" in broken.stdout
+    assert not Path("/etc/cron.d/locksmith-secrets-rotate").exists()
