@@ -31,7 +31,7 @@ help:
 	@echo "make demo        run the embedded default site and print the posture report"
 	@echo "make test        everything CI checks (lint, sanity, unit, integration, molecule)"
 	@echo "make lint | sanity | unit | integration | molecule | changelog-lint"
-	@echo "make docs        regenerate docs/reference/ (one page per module, lookup and filter)"
+	@echo "make docs        regenerate docs/reference/ (one page per module, lookup, filter and test)"
 	@echo "make demo-check  site.yml --check --diff on the demo site: fails unless 0 changes are predicted"
 	@echo "make demo-clean  remove everything the demo created"
 
@@ -89,7 +89,7 @@ lint: bootstrap
 	$(BIN)/python scripts/alert_table.py --check
 	$(BIN)/python scripts/plugin_docs.py --check
 
-# docs/reference/: one page per module, lookup and filter, generated from the plugins' documentation.
+# docs/reference/: one page per module, lookup, filter and test, generated from the plugins' documentation.
 docs: bootstrap
 	$(BIN)/python scripts/plugin_docs.py
 

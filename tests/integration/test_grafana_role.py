@@ -176,7 +176,13 @@ def test_check_converge_rerun_and_check_agree_and_files_read_back(root, ansible,
     [
         (
             {"monitoring_server_grafana_listen_address": "0.0.0.0"},  # noqa: S104 - the value preflight refuses
-            "monitoring_server_grafana_listen_address is '0.0.0.0'",
+            "Grafana's http_addr is '0.0.0.0'",
+        ),
+        # Go listens on every interface for these too; a list of '0.0.0.0' and '::' missed them.
+        ({"monitoring_server_grafana_listen_address": "::0"}, "Grafana's http_addr is '::0'"),
+        (
+            {"monitoring_server_grafana_ini_overrides": {"server": {"http_addr": "::ffff:0.0.0.0"}}},
+            "Grafana's http_addr is '::ffff:0.0.0.0'",
         ),
         ({"monitoring_server_grafana_admin_password": "admin"}, None),
     ],

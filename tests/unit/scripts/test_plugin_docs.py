@@ -32,6 +32,7 @@ def test_every_plugin_has_a_current_page():
         ("module", "modules", ".py"),
         ("lookup", "lookup", ".py"),
         ("filter", "filter", ".yml"),
+        ("test", "test", ".yml"),
     ):
         expected |= {f"{path.stem}_{kind}.md" for path in (ROOT / "plugins" / folder).glob("*" + suffix)}
     assert {path.name for path in PAGES.glob("*.md")} == expected

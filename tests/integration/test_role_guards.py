@@ -1,0 +1,104 @@
+"""Role preflight guards against inputs that slipped through them.
+
+Each case runs only the role's preflight (tasks_from: preflight) on localhost and reads the result of the guard
+task itself: it must fail and name the variable for the refused value, and pass for a good one.
+
+- A listen address that means every interface, in every spelling the service accepts (Go listens everywhere on
+  ::0 and ::ffff:0.0.0.0, glibc's getaddrinfo reads 0 and 0x0 as 0.0.0.0); a list of '0.0.0.0' and '::' missed them.
+- A name with a trailing line break, which a pattern ending in $ accepted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+LISTEN_AGENTS = "Refuse a listen address that exposes the exporters on every interface"
+LISTEN_SERVER = "Refuse a listen address that exposes Prometheus on every interface"
+LISTEN_PG = "Check postgresql_hardening_listen_addresses holds no wildcard"
+PRIVATE_PG = "Check every listen address is private"
+CIDRS_PG = "Check postgresql_hardening_allowed_cidrs is set and not a catch-all"
+LISTEN_LOG = "Check log_host_listen_address is not every address"
+NAMES_BACKUP = "Check every database name is a plain identifier"
+NAMES_AUDIT = "Check every audit_databases entry names a database and what to audit"
+
+# What the checks before each guard need, so that the run reaches it.
+BASE = {
+    "log_host": {"log_host_permitted_peers": ["web1.example.com"]},
+    "postgresql_hardening": {"postgresql_hardening_allowed_cidrs": ["10.0.1.0/24"]},
+}
+
+REFUSED = [
+    ("monitoring_agents", LISTEN_AGENTS, {"monitoring_agents_listen_address": "::0"}, "listen_address is '::0'"),
+    ("monitoring_server", LISTEN_SERVER, {"monitoring_server_listen_address": "0:0::0"}, "listen_address is '0:0::0'"),
+    (
+        "postgresql_hardening",
+        LISTEN_PG,
+        {
+            "postgresql_hardening_listen_addresses": ["10.0.0.5", "0x0"],
+            "postgresql_hardening_listen_public_allowed": True,
+        },
+        'postgresql_hardening_listen_addresses is ["10.0.0.5", "0x0"]',
+    ),
+    (
+        "postgresql_hardening",
+        LISTEN_PG,
+        {"postgresql_hardening_settings_overrides": {"listen_addresses": "127.0.0.1, ::ffff:0.0.0.0"}},
+        'listen_addresses: "127.0.0.1, ::ffff:0.0.0.0"',
+    ),
+    ("log_host", LISTEN_LOG, {"log_host_listen_address": "::0"}, "log_host_listen_address is '::0', which listens"),
+    (
+        "postgresql_hardening",
+        PRIVATE_PG,
+        {"postgresql_hardening_listen_addresses": ["10.0.0.5\n"]},
+        "in postgresql_hardening_listen_addresses is not a loopback",
+    ),
+    (
+        "postgresql_hardening",
+        CIDRS_PG,
+        {"postgresql_hardening_allowed_cidrs": ["10.0.1.0/24\n"]},
+        "postgresql_hardening_allowed_cidrs is",
+    ),
+    ("backup", NAMES_BACKUP, {"backup_databases": ["shop\n"]}, "which is not a plain identifier"),
+    ("audit", NAMES_AUDIT, {"audit_databases": [{"database": "shop\n", "tables": ["users"]}]}, "audit_databases[0]"),
+]
+ACCEPTED = [
+    ("monitoring_agents", LISTEN_AGENTS, {"monitoring_agents_listen_address": "::1"}),
+    ("monitoring_server", LISTEN_SERVER, {"monitoring_server_listen_address": "10.0.0.5"}),
+    ("postgresql_hardening", LISTEN_PG, {"postgresql_hardening_listen_addresses": ["127.0.0.1", "10.0.0.5"]}),
+    ("postgresql_hardening", PRIVATE_PG, {"postgresql_hardening_listen_addresses": ["127.0.0.1", "10.0.0.5"]}),
+    ("postgresql_hardening", CIDRS_PG, {"postgresql_hardening_allowed_cidrs": ["10.0.1.0/24", "fd00::/64"]}),
+    ("log_host", LISTEN_LOG, {"log_host_listen_address": "127.0.0.1"}),
+    ("backup", NAMES_BACKUP, {"backup_databases": ["shop"]}),
+    ("audit", NAMES_AUDIT, {"audit_databases": [{"database": "shop", "tables": ["users"]}]}),
+]
+
+
+def _guard_result(ansible, role, guard, overrides):
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "locksmith.ops." + role, "tasks_from": "preflight"}}],
+    }
+    run = ansible.run_playbook([play], extra_vars={**BASE.get(role, {}), **overrides})
+    found = [t["hosts"]["localhost"] for t in run.tasks() if t["task"]["name"].endswith(guard)]
+    assert found, "the guard did not run: %s" % run.stdout[-3000:]
+    return run, found[-1]
+
+
+def _ids(cases):
+    return ["%s-%s" % (case[0], next(iter(case[2]))) for case in cases]
+
+
+@pytest.mark.parametrize(("role", "guard", "overrides", "message"), REFUSED, ids=_ids(REFUSED))
+def test_guard_refuses(ansible, role, guard, overrides, message):
+    run, result = _guard_result(ansible, role, guard, overrides)
+    if "results" in result:  # a guard that loops: the refused item
+        result = next(item for item in result["results"] if item.get("failed"))
+    assert result.get("failed") is True and message in result["msg"], result
+    assert run.rc != 0
+
+
+@pytest.mark.parametrize(("role", "guard", "overrides"), ACCEPTED, ids=_ids(ACCEPTED))
+def test_guard_accepts(ansible, role, guard, overrides):
+    result = _guard_result(ansible, role, guard, overrides)[1]
+    assert not result.get("failed") and not result.get("skipped"), result
