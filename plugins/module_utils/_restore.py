@@ -45,6 +45,10 @@ _USER_RELATIONS = (
 # `pg_restore --list` lines: "<id>; <oid> <oid> <TYPE words> <schema|-> <name> <owner>"
 _OWNED = ("TABLE", "SCHEMA", "SEQUENCE", "VIEW", "TYPE", "DOMAIN")
 _TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
+MAX_NAME_BYTES = 63
+# Names are compared with the catalogs as values, never put into SQL; what no catalog can hold is refused.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_IN_DATABASE_NAMES = re.compile(r"""['";\\\x00-\x1f\x7f]""")
 
 
 class RestoreError(LocksmithError):
@@ -206,11 +210,14 @@ def fetch(entry, fetched_dir):
         path = os.path.join(fetched_dir, artefact["name"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        with open(path, "wb") as handle:
+        handle = _create(path)
+        try:
             for chunk in entry.destination.read_chunks(entry.label, entry.backup_id, artefact["name"]):
                 digest.update(chunk)
                 size += len(chunk)
-                handle.write(chunk)
+                _write(handle, path, chunk)
+        finally:
+            os.close(handle)
         ok = digest.hexdigest() == artefact["sha256"] and size == artefact["size_bytes"]
         checks.append(
             {
@@ -261,10 +268,12 @@ def decrypt(entry, fetched_dir, plain_dir, key):
         if not artefact_suffixes(artefact):
             os.replace(source, target)  # stored as pg_dump wrote it: nothing to undo
             continue
+        handle = _create(target)
         try:
-            with open(target, "wb") as handle:
-                for chunk in plain_chunks(copy, entry.label, entry.backup_id, artefact, key):
-                    handle.write(chunk)
+            for chunk in plain_chunks(copy, entry.label, entry.backup_id, artefact, key):
+                _write(handle, target, chunk)
+        except RestoreError:
+            raise
         except LocksmithError as err:
             raise RestoreError("artefact '%s': %s" % (artefact["name"], err), option="encryption_key") from err
         except Exception as err:  # a bad stream raises library errors of many kinds
@@ -274,6 +283,8 @@ def decrypt(entry, fetched_dir, plain_dir, key):
                 % (artefact["name"], err, (entry.manifest.get("encryption") or {}).get("key_id")),
                 option="encryption_key",
             ) from err
+        finally:
+            os.close(handle)
         os.unlink(source)
     first = artefacts[0]["plain_name"]
     if "/" in first:
@@ -384,6 +395,86 @@ def tables_by_schema(tables):
         schema, table = _postgres.split_qualified(name, "tables[%d]" % index)
         grouped.setdefault(schema, []).append(table)
     return grouped
+
+
+def check_names(values, option):
+    """``roles``, ``extensions`` or ``databases`` entries: names a catalog can hold; raise RestoreError naming one.
+
+    ``databases`` entries must also be free of quotes, ';' and backslashes, as the manifest's names are.
+    """
+    for index, value in enumerate(values):
+        problem = None
+        if not isinstance(value, str) or not value:
+            problem = "is empty"
+        elif len(value.encode("utf-8")) > MAX_NAME_BYTES:
+            problem = "is longer than %d bytes, which PostgreSQL cuts names to" % MAX_NAME_BYTES
+        elif _CONTROL.search(value):
+            problem = "holds a control character (NUL, newline, ...)"
+        elif option == "extensions" and ("/" in value or "--" in value):
+            problem = "holds '/' or '--', which no extension name may"
+        elif option == "databases" and _NOT_IN_DATABASE_NAMES.search(value):
+            problem = "holds quotes, ';' or a backslash, which no backed-up database name does"
+        if problem:
+            raise RestoreError(
+                "%s[%d] %r %s; fix or remove it; nothing was restored" % (option, index, value, problem),
+                option=option,
+            )
+    return values
+
+
+def check_work_dir(work_dir):
+    """work_dir, when set, is an existing absolute directory the module can write; reads only (also in check mode)."""
+    if not work_dir:
+        return
+    problem = None
+    if not os.path.isabs(work_dir):
+        problem = "is not an absolute path"
+    elif not os.path.isdir(work_dir):
+        problem = "is not a directory" if os.path.exists(work_dir) else "does not exist"
+    elif not os.access(work_dir, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    if problem:
+        raise RestoreError(
+            "work_dir '%s' %s; set work_dir to an existing absolute directory with room for twice the backup's "
+            "size, or omit it to use %s" % (work_dir, problem, tempfile.gettempdir()),
+            option="work_dir",
+        )
+
+
+def work_dir_error(path, err):
+    """A write under the work directory failed (full disk, quota, I/O): the RestoreError that names work_dir."""
+    return RestoreError(
+        "writing '%s' failed (%s); work_dir needs room for about twice the backup's size: free space there or set "
+        "work_dir to another directory; the partial files were removed" % (path, err.strerror or err),
+        option="work_dir",
+    )
+
+
+def local_error(err, work):
+    """The RestoreError for an OSError of a local file step: a work_dir one when the path lies in ``work``."""
+    path = err.filename or work
+    if work and str(path).startswith(work):
+        return work_dir_error(path, err)
+    return RestoreError("'%s': %s" % (path, err.strerror or err))
+
+
+def _create(path):
+    """A new file only this user can read (O_EXCL: never one that was already there); a raw fd, so no write is
+    buffered past the point where a full disk reports it."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as err:
+        raise work_dir_error(path, err) from err
+
+
+def _write(handle, path, data):
+    """All of ``data`` to the raw fd ``handle``; a failed write raises the RestoreError that names work_dir."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(handle, view) :]
+        except OSError as err:
+            raise work_dir_error(path, err) from err
 
 
 def make_work_dir(work_dir):

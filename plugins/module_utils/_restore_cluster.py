@@ -87,9 +87,12 @@ class ClusterRestoreJob:
                 "under its own name, drill under drill_<name>_<hex>; omit target_database",
                 option="target_database",
             )
-        self.selected = [G.safe_name(n, "databases[%d]" % i, strict=True) for i, n in enumerate(params["databases"])]
+        for option in ("databases", "roles", "extensions"):
+            R.check_names(params.get(option) or [], option)
+        self.selected = list(params["databases"])
         if params.get("jobs", 1) < 1:
             raise R.RestoreError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
+        R.check_work_dir(params.get("work_dir"))
         for index, item in enumerate(params.get("assertions") or []):
             if not item.get("database"):
                 raise R.RestoreError(
@@ -245,6 +248,8 @@ class ClusterRestoreJob:
             path, self.globals_checks = self._fetch_plain(artefacts[:1], work)
             with open(path, encoding="utf-8") as handle:
                 return G.parse_globals(handle.read())
+        except OSError as err:
+            raise R.local_error(err, work) from err
         finally:
             R.remove_tree(work)
 
@@ -312,6 +317,8 @@ class ClusterRestoreJob:
         except LocksmithError as err:
             failure = err
             checks += [c for c in err.details.get("checks", []) if c not in checks]
+        except OSError as err:  # a local file step (a full work_dir): reported like any failure, never a traceback
+            failure = R.local_error(err, work)
         finally:
             R.remove_tree(work)
             if self.mode == "drill":

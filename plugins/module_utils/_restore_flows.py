@@ -40,6 +40,9 @@ class RestoreJob:
             self.target_schema = _postgres.validate_identifier(params["target_schema"], "target_schema")
         if params.get("jobs", 1) < 1:
             raise R.RestoreError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
+        for option in ("databases", "roles", "extensions"):
+            R.check_names(params.get(option) or [], option)
+        R.check_work_dir(params.get("work_dir"))
         self.destinations = build_destinations(params["destinations"], warnings)
         self.key = load_key(params.get("encryption_key"), params.get("encryption_key_file"))
         self.pg_restore = find_tool("pg_restore", params.get("pg_bin_dir"))
@@ -158,6 +161,8 @@ class RestoreJob:
         except LocksmithError as err:
             failure = err
             checks += [c for c in err.details.get("checks", []) if c not in checks]
+        except OSError as err:  # a local file step (a full work_dir): reported like any failure, never a traceback
+            failure = R.local_error(err, work)
         finally:
             R.remove_tree(work)
             if scratch and (self.mode == "tables" or not self.params.get("keep_scratch")):

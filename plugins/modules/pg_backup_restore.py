@@ -53,7 +53,10 @@ options:
         in O(target_schema). It restores table definitions and data, not indexes or constraints.
       - V(pitr) runs C(pgbackrest restore) of O(pgbackrest_stanza) to O(pitr_target_type) into the new, empty
         O(pitr_data_dir), starts it on O(pitr_port) with archiving off, waits for promotion, then runs
-        O(assertions) in O(database) there. O(destinations) are not read (give V([])).
+        O(assertions) in O(database) there. O(destinations) are not read (give V([])). When the restore, the
+        start or the recovery fails, the server is stopped, the files written into O(pitr_data_dir) are
+        removed and the error quotes the end of the server's log; a restored server whose checks fail is left
+        running for inspection.
     type: str
     default: drill
     choices: [drill, recover, tables, pitr]
@@ -71,7 +74,7 @@ options:
     description:
       - Where to restore. For O(mode=drill) it must not exist yet.
       - Not used with O(database=all-databases), where each database keeps its name (recover) or gets a scratch
-        name C(drill_<name>_<hex>) (drill).
+        name C(drill_<name>_<hex>) (drill), nor with O(mode=pitr); given there, it fails the task.
     type: str
     version_added: 0.1.0
   confirm:
@@ -145,6 +148,8 @@ options:
   databases:
     description:
       - With O(database=all-databases), restore only these databases of the backup (all when empty).
+      - An empty name, or one longer than 63 bytes or holding quotes, C(;), a backslash or a control character,
+        fails the task before anything is restored.
     type: list
     elements: str
     default: []
@@ -159,12 +164,17 @@ options:
     description:
       - Extensions that must exist in the restored database, beyond those named in the archive.
       - With O(database=all-databases) each database is checked for its archive's extensions only.
+      - An empty name, one longer than 63 bytes or holding a control character, C(/) or C(--) fails the task
+        before anything is restored.
     type: list
     elements: str
     default: []
     version_added: 0.1.0
   roles:
-    description: Roles that must exist on the server, beyond the archive's object owners (and the backup's roles).
+    description:
+      - Roles that must exist on the server, beyond the archive's object owners (and the backup's roles).
+      - Compared with C(pg_roles) as values. An empty name, or one longer than 63 bytes or holding a control
+        character, fails the task before anything is restored.
     type: list
     elements: str
     default: []
@@ -211,7 +221,9 @@ options:
     version_added: 0.1.0
   work_dir:
     description:
-      - Directory for the fetched and decrypted files (about twice the backup's size).
+      - Existing absolute directory for the fetched and decrypted files (about twice the backup's size); checked
+        in check mode too. Each run works in a new private (mode 0700) directory inside it, removed afterwards,
+        also when the run fails (a full disk fails the task with a message naming O(work_dir)).
       - The system temporary directory when omitted.
     type: path
     version_added: 0.1.0
@@ -239,11 +251,15 @@ options:
     default: true
     version_added: 0.1.0
   pgbackrest_stanza:
-    description: For O(mode=pitr), the pgBackRest stanza to restore.
+    description:
+      - For O(mode=pitr), the pgBackRest stanza to restore.
+      - Letters, digits, C(_), C(-) and C(.) only (pgBackRest writes it unquoted into C(restore_command)).
     type: str
     version_added: 0.1.0
   pgbackrest_config:
-    description: For O(mode=pitr), the pgBackRest configuration file; pgBackRest's default when omitted.
+    description:
+      - For O(mode=pitr), the pgBackRest configuration file; pgBackRest's default when omitted.
+      - An absolute path of the characters allowed in O(pitr_data_dir).
     type: path
     version_added: 0.1.0
   pitr_target_type:
@@ -253,15 +269,25 @@ options:
     choices: [immediate, time, lsn]
     version_added: 0.1.0
   pitr_target:
-    description: For O(mode=pitr), the timestamp (with time zone) or LSN to recover to.
+    description:
+      - For O(mode=pitr), the timestamp or LSN to recover to; only with O(pitr_target_type=time) or V(lsn).
+      - A time is C(YYYY-MM-DD HH:MM:SS[.mmm]) followed by its zone offset (C(+00), C(+02:00), C(-0530)); without
+        one pgBackRest would assume the host's local time, so it is refused. An LSN is like C(0/3A000028).
     type: str
     version_added: 0.1.0
   pitr_data_dir:
-    description: For O(mode=pitr), the new data directory; it must not exist or be empty.
+    description:
+      - For O(mode=pitr), the new data directory; it must not exist or be an empty directory (not a symlink), and
+        must not lie inside another cluster's data directory.
+      - An absolute path of letters, digits, C(_), C(.), C(@), C(+) and C(-) between single C(/), with no C(.) or
+        C(..) component (pgBackRest writes it unquoted into C(restore_command) and C(pg_ctl) passes it to
+        C(/bin/sh)), short enough for the server's socket C(<pitr_data_dir>/.s.PGSQL.<pitr_port>) (107 bytes).
     type: path
     version_added: 0.1.0
   pitr_port:
-    description: For O(mode=pitr), the port the restored server listens on.
+    description:
+      - For O(mode=pitr), the port the restored server listens on; 1024 to 65535, and free on O(login_host)
+        (checked in check mode too).
     type: int
     default: 5433
     version_added: 0.1.0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 
 import pytest
 
@@ -252,3 +255,96 @@ def test_one_query_passes_the_assertion_check(sql):
 def test_anything_but_one_query_is_refused_naming_the_assertion(sql):
     with pytest.raises(C.LocksmithError, match=r"assertions\[1\] \(b\): sql must be one query"):
         C.check_assertions([{"name": "a", "sql": "SELECT 1"}, {"name": "b", "sql": sql}])
+
+
+# ---- inputs checked before anything runs, and a full work_dir -------------------------------------
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("roles", "", "is empty"),
+        ("roles", "a\x00b", "holds a control character"),
+        ("roles", "a\nb", "holds a control character"),
+        ("roles", "r" * 64, "is longer than 63 bytes"),
+        ("extensions", "../../../etc/passwd", "holds '/' or '--'"),
+        ("extensions", "x; --", "holds '/' or '--'"),
+        ("databases", "users'; DROP TABLE x --", "holds quotes, ';' or a backslash"),
+        ("databases", 'a"b', "holds quotes, ';' or a backslash"),
+        ("databases", "", "is empty"),
+    ],
+)
+def test_check_names_refuses_what_no_catalog_holds_naming_the_option(option, value, message):
+    with pytest.raises(R.RestoreError, match=r"%s\[1\] .*%s.*nothing was restored" % (option, re.escape(message))):
+        R.check_names(["fine", value], option)
+
+
+def test_check_names_accepts_quoted_role_names():
+    # A role may be called anything quoted; roles are compared with pg_roles as values, never put into SQL.
+    assert R.check_names(["ops admin", 'a"b', "x'; y"], "roles") == ["ops admin", 'a"b', "x'; y"]
+
+
+def test_check_work_dir(tmp_path):
+    R.check_work_dir(None)
+    R.check_work_dir(str(tmp_path))
+    (tmp_path / "file").write_text("x")
+    for value, problem in (
+        ("relative", "is not an absolute path"),
+        (str(tmp_path / "missing"), "does not exist"),
+        (str(tmp_path / "file"), "is not a directory"),
+    ):
+        with pytest.raises(R.RestoreError, match="work_dir '%s' %s" % (re.escape(value), problem)) as err:
+            R.check_work_dir(value)
+        assert err.value.details["option"] == "work_dir"
+
+
+class _Source:
+    name = "destinations[0] local:/backups"
+
+    def __init__(self, data):
+        self.data = data
+
+    def read_chunks(self, label, backup_id, name):
+        yield self.data
+
+
+def _entry(data, name, plain_name):
+    import hashlib
+    from types import SimpleNamespace
+
+    artefact = {
+        "kind": "dump",
+        "name": name,
+        "plain_name": plain_name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+    }
+    return SimpleNamespace(label="app", backup_id="b1", destination=_Source(data), manifest={"artefacts": [artefact]})
+
+
+def _disk_full(monkeypatch):
+    def write(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(R.os, "write", write)
+
+
+def test_fetch_into_a_full_work_dir_fails_naming_work_dir(tmp_path, monkeypatch):
+    _disk_full(monkeypatch)
+    with pytest.raises(R.RestoreError, match=r"app\.dump' failed \(No space left on device\); work_dir needs") as err:
+        R.fetch(_entry(b"x" * 1000, "app.dump", "app.dump"), str(tmp_path))
+    assert err.value.details["option"] == "work_dir"
+
+
+def test_decrypt_into_a_full_work_dir_blames_work_dir_not_the_key(tmp_path, monkeypatch):
+    import zstandard
+
+    data = zstandard.ZstdCompressor().compress(b"plain dump " * 1000)
+    entry = _entry(data, "app.dump.zst", "app.dump")
+    fetched, plain = tmp_path / "fetched", tmp_path / "plain"
+    fetched.mkdir()
+    plain.mkdir()
+    R.fetch(entry, str(fetched))
+    assert oct(os.stat(fetched / "app.dump.zst").st_mode & 0o777) == "0o600"
+    _disk_full(monkeypatch)
+    with pytest.raises(R.RestoreError, match=r"app\.dump' failed \(No space left on device\); work_dir needs") as err:
+        R.decrypt(entry, str(fetched), str(plain), None)
+    assert err.value.details["option"] == "work_dir"

@@ -1,0 +1,195 @@
+"""mode=pitr option checks: what reaches pgBackRest's restore_command and pg_ctl's /bin/sh, targets, ports, dirs."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _pitr as P
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore as R
+
+
+def params(**changes):
+    values = {k: v.get("default") for k, v in R.restore_argument_spec().items()}
+    values.update(
+        database="app",
+        destinations=[],
+        mode="pitr",
+        pgbackrest_stanza="main",
+        pitr_data_dir="/nonexistent/pitr",
+        pg_bin_dir="/usr/lib/postgresql/15/bin",
+        login_host="127.0.0.1",
+    )
+    values.update(changes)
+    return values
+
+
+@pytest.mark.parametrize(
+    "data_dir",
+    [
+        "/srv/pitr$(touch /tmp/owned)",  # pg_ctl runs `exec postgres -D "<dir>"` through /bin/sh
+        "/srv/pitr`id`",
+        "/srv/pi'tr",  # pgBackRest writes restore_command = '... --pg1-path=<dir> ...'
+        '/srv/pi"tr',
+        "/srv/pitr\nrestore_command='touch /tmp/owned'",
+        "/srv/pi tr",
+        "/srv/pitr%p",  # PostgreSQL substitutes %p/%f in restore_command
+        "/srv/a,b",  # a list separator in unix_socket_directories
+        "/srv/a\\b",
+        "/srv/../var/lib/postgresql/15/main",
+        "/srv/./pitr",
+        "/srv//pitr",
+    ],
+)
+def test_data_dirs_that_restore_command_or_the_shell_would_read_as_syntax_are_refused(data_dir):
+    with pytest.raises(R.RestoreError, match=r"pitr_data_dir .* must be a plain absolute path") as err:
+        P.check_options(params(pitr_data_dir=data_dir))
+    assert err.value.details["option"] == "pitr_data_dir"
+
+
+def test_a_config_path_with_a_quote_is_refused_and_a_trailing_slash_is_dropped():
+    with pytest.raises(R.RestoreError, match=r"pgbackrest_config .* must be a plain absolute path"):
+        P.check_options(params(pgbackrest_config="/etc/pgbackrest/x' y.conf"))
+    stanza, data_dir, config = P.check_options(
+        params(pitr_data_dir="/srv/pitr-1.restore/", pgbackrest_config="/etc/pgbackrest/pgbackrest.conf")
+    )
+    assert (stanza, data_dir, config) == ("main", "/srv/pitr-1.restore", "/etc/pgbackrest/pgbackrest.conf")
+
+
+@pytest.mark.parametrize("stanza", ["main'; touch /tmp/x #", "main\nx", "../main", "main db", "-main", "m" * 101])
+def test_stanza_names_with_metacharacters_are_refused(stanza):
+    with pytest.raises(R.RestoreError, match=r"pgbackrest_stanza .* must be letters, digits"):
+        P.check_options(params(pgbackrest_stanza=stanza))
+
+
+@pytest.mark.parametrize("port", [0, -1, 80, 1023, 65536, 70000])
+def test_ports_the_server_cannot_listen_on_are_refused(port):
+    with pytest.raises(R.RestoreError, match="pitr_port %d is not a port" % port):
+        P.check_options(params(pitr_port=port))
+
+
+def test_a_data_dir_too_long_for_the_socket_is_refused():
+    with pytest.raises(R.RestoreError, match="is too long: the restored server's socket"):
+        P.check_options(params(pitr_data_dir="/srv/" + "p" * 100))
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "message"),
+    [
+        ("time", "yesterday", "is not a time pgBackRest reads"),
+        ("time", "2026-11-27 02:00:00", "is not a time pgBackRest reads"),  # no zone: the host's local time
+        ("time", "2026-13-27 02:00:00+00", "is not a time pgBackRest reads"),
+        ("time", "2026-11-27 02:00:00+00\nrestore_command = 'touch /tmp/x'", "is not a time pgBackRest reads"),
+        ("time", "2026-11-27 02:00:00+00'", "is not a time pgBackRest reads"),
+        ("time", "0/3A000028", "is not a time pgBackRest reads"),
+        ("lsn", "zz/yy", "is not an LSN"),
+        ("lsn", "0/0' recovery_end_command='touch /tmp/x", "is not an LSN"),
+        ("lsn", "2026-11-27 02:00:00+00", "is not an LSN"),
+        ("immediate", "2026-11-27 02:00:00+00", "is set but pitr_target_type is immediate"),
+    ],
+)
+def test_targets_that_do_not_fit_their_type_are_refused(kind, target, message):
+    with pytest.raises(R.RestoreError, match=message):
+        P.check_options(params(pitr_target_type=kind, pitr_target=target))
+
+
+@pytest.mark.parametrize(
+    ("kind", "target"),
+    [
+        ("time", "2026-11-27 02:00:00+00"),
+        ("time", "2026-11-27 02:00:00.123+02:00"),
+        ("time", "2026-11-27 02:00:00-0530"),
+        ("lsn", "0/3A000028"),
+        ("lsn", "1F/0"),
+        ("immediate", None),
+    ],
+)
+def test_targets_in_pgbackrest_form_pass(kind, target):
+    assert P.check_target(kind, target) == target
+
+
+def test_enclosing_data_dir_finds_the_cluster_a_path_lies_in(tmp_path):
+    (tmp_path / "data" / "pg_notify").mkdir(parents=True)
+    (tmp_path / "data" / "PG_VERSION").write_text("15\n")
+    assert P.enclosing_data_dir(str(tmp_path / "data" / "pg_notify")) == str(tmp_path / "data")
+    assert P.enclosing_data_dir(str(tmp_path / "data" / "new" / "deeper")) == str(tmp_path / "data")
+    assert P.enclosing_data_dir(str(tmp_path / "restore")) is None
+
+
+def _job(**changes):
+    return P.PitrJob(params(**changes), [])
+
+
+def test_plan_refuses_a_data_dir_inside_a_cluster_before_calling_pgbackrest(tmp_path):
+    (tmp_path / "data" / "pg_notify").mkdir(parents=True)
+    (tmp_path / "data" / "PG_VERSION").write_text("15\n")
+    job = _job(pitr_data_dir=str(tmp_path / "data" / "pg_notify"))
+    with pytest.raises(R.RestoreError, match="lies inside the PostgreSQL data directory"):
+        job.plan()
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "dangling"])
+def test_plan_refuses_files_and_symlinks_without_a_traceback(tmp_path, kind):
+    path = tmp_path / "restored"
+    if kind == "file":
+        path.write_text("x")
+        message = "exists and is not a directory"
+    else:
+        target = tmp_path / ("empty" if kind == "symlink" else "missing")
+        if kind == "symlink":
+            target.mkdir()
+        os.symlink(target, path)
+        message = "is a symlink"
+    with pytest.raises(R.RestoreError, match=message):
+        _job(pitr_data_dir=str(path)).plan()
+
+
+def test_plan_refuses_a_port_in_use(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        port = listener.getsockname()[1]
+        with pytest.raises(R.RestoreError, match="pitr_port %d is in use on 127.0.0.1" % port):
+            _job(pitr_data_dir=str(tmp_path / "restored"), pitr_port=port).plan()
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(("option", "value"), [("roles", ["a\x00b"]), ("extensions", ["../../etc/passwd"])])
+def test_names_are_checked_before_anything_runs(option, value):
+    with pytest.raises(R.RestoreError, match=r"%s\[0\]" % option):
+        _job(**{option: value})
+
+
+def test_target_database_is_refused_in_pitr_mode():
+    with pytest.raises(R.RestoreError, match="target_database does not apply to mode=pitr"):
+        _job(target_database="x'y")
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(tmp_path, monkeypatch):
+    # In /tmp another user could plant the symlink between the emptiness check and mkdir: the directory it
+    # points to must not become 0700 and owned by postgres.
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o750)
+    before = os.stat(victim)
+    data_dir = tmp_path / "restored"
+    job = _job(pitr_data_dir=str(data_dir))
+    os.symlink(victim, data_dir)
+    monkeypatch.setattr(job, "_check_empty_dir", lambda path: None, raising=False)  # the check ran before
+    with pytest.raises(R.RestoreError, match=r"pitr_data_dir .* cannot be prepared"):
+        job._prepare_dir(str(data_dir))
+    after = os.stat(victim)
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
+
+
+def test_prepare_dir_creates_a_private_directory(tmp_path):
+    data_dir = tmp_path / "parent" / "restored"
+    assert _job(pitr_data_dir=str(data_dir))._prepare_dir(str(data_dir)) is True
+    assert os.stat(data_dir).st_mode & 0o777 == 0o700
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    assert _job(pitr_data_dir=str(empty))._prepare_dir(str(empty)) is False
+    assert os.stat(empty).st_mode & 0o777 == 0o700
