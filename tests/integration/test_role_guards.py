@@ -6,6 +6,7 @@ task itself: it must fail and name the variable for the refused value, and pass 
 - A listen address that means every interface, in every spelling the service accepts (Go listens everywhere on
   ::0 and ::ffff:0.0.0.0, glibc's getaddrinfo reads 0 and 0x0 as 0.0.0.0); a list of '0.0.0.0' and '::' missed them.
 - A name with a trailing line break, which a pattern ending in $ accepted.
+- A user name or cron field with a space, which shifted the fields of the cron line.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ CIDRS_PG = "Check postgresql_hardening_allowed_cidrs is set and not a catch-all"
 LISTEN_LOG = "Check log_host_listen_address is not every address"
 NAMES_BACKUP = "Check every database name is a plain identifier"
 NAMES_AUDIT = "Check every audit_databases entry names a database and what to audit"
+USER_BACKUP = "Check backup_service_user is a plain user name"
+CRON_BACKUP = "Check the cron fields"
 
 # What the checks before each guard need, so that the run reaches it.
 BASE = {
     "log_host": {"log_host_permitted_peers": ["web1.example.com"]},
     "postgresql_hardening": {"postgresql_hardening_allowed_cidrs": ["10.0.1.0/24"]},
+    "backup": {"backup_databases": ["shop"]},
 }
 
 REFUSED = [
@@ -60,6 +64,9 @@ REFUSED = [
     ),
     ("backup", NAMES_BACKUP, {"backup_databases": ["shop\n"]}, "which is not a plain identifier"),
     ("audit", NAMES_AUDIT, {"audit_databases": [{"database": "shop\n", "tables": ["users"]}]}, "audit_databases[0]"),
+    # A space in a cron field or the user would shift the fields of the cron line.
+    ("backup", USER_BACKUP, {"backup_service_user": "root /tmp/x"}, "backup_service_user is 'root /tmp/x'"),
+    ("backup", CRON_BACKUP, {"backup_schedule": "cron", "backup_cron_hour": "2 * * * root /tmp/x #"}, "not one cron"),
 ]
 ACCEPTED = [
     ("monitoring_agents", LISTEN_AGENTS, {"monitoring_agents_listen_address": "::1"}),
@@ -70,6 +77,8 @@ ACCEPTED = [
     ("log_host", LISTEN_LOG, {"log_host_listen_address": "127.0.0.1"}),
     ("backup", NAMES_BACKUP, {"backup_databases": ["shop"]}),
     ("audit", NAMES_AUDIT, {"audit_databases": [{"database": "shop", "tables": ["users"]}]}),
+    ("backup", USER_BACKUP, {"backup_service_user": "postgres"}),
+    ("backup", CRON_BACKUP, {"backup_schedule": "cron", "backup_cron_hour": "*/6", "backup_cron_minute": "5,35"}),
 ]
 
 
