@@ -73,8 +73,30 @@ class FileBackend(DocumentBackend):
             raise BackendUnavailable(
                 "directory of file_path '%s' does not exist; create it (mode 0700) first" % path, path=path
             )
-        handle = open(path + ".lock", "a", encoding="utf-8")  # closed by the caller
-        os.chmod(path + ".lock", 0o600)
+        # Opened without following a symlink and checked before fchmod: in a directory others can write (/tmp),
+        # a symlink or hard link named <file_path>.lock would otherwise make this module (often root) create or
+        # chmod the file it points to. O_NONBLOCK: a FIFO there fails instead of blocking forever.
+        lock_path = path + ".lock"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(lock_path, flags, 0o600)
+        except OSError as err:
+            raise BackendUnavailable(
+                "lock file '%s' cannot be opened (%s); it must be a regular file (not a symlink) in a directory "
+                "this user can write; remove it or choose another file_path" % (lock_path, err.strerror),
+                path=path,
+            ) from err
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+            os.close(fd)
+            raise BackendDenied(
+                "lock file '%s' is not a regular file of this user with one link (owner uid %d, %d links); "
+                "someone else made it: remove it, and keep file_path in a directory only this user can write"
+                % (lock_path, info.st_uid, info.st_nlink),
+                path=path,
+            )
+        os.fchmod(fd, 0o600)
+        handle = os.fdopen(fd, "a", encoding="utf-8")  # closed by the caller
         fcntl.flock(handle, fcntl.LOCK_EX)
         return handle
 

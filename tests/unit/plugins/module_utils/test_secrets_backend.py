@@ -228,3 +228,26 @@ def test_names_that_are_not_plain_paths_are_refused_before_any_read(store, name)
     with pytest.raises(SecretsBackendError, match=r"is not a plain path.*nothing was read or written"):
         store.read(name)
     assert not os.path.exists(store.options["file_path"])
+
+
+def test_file_store_lock_never_follows_a_planted_link(store, tmp_path):
+    # Someone who can write the directory names <file_path>.lock after a file of the module's user: a symlink,
+    # a dangling symlink (which open(..., "a") would create) or a hard link (which chmod would change).
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    victim.chmod(0o644)
+    lock = tmp_path / "s.json.lock"
+    for plant, message in (
+        (lambda: lock.symlink_to(victim), "cannot be opened"),
+        (lambda: lock.symlink_to(tmp_path / "created-by-the-link"), "cannot be opened"),
+        (lambda: os.link(victim, lock), "not a regular file of this user with one link"),
+        (lambda: os.mkfifo(lock), "cannot be opened"),  # O_NONBLOCK: ENXIO with no reader, never a hang
+    ):
+        plant()
+        with pytest.raises(SecretsBackendError, match=message):
+            store.stage("s", store.read("s"), {"value": "a"}, NOW)
+        lock.unlink()
+    assert oct(victim.stat().st_mode & 0o777) == "0o644" and victim.read_text() == "keep"
+    assert not (tmp_path / "created-by-the-link").exists() and not (tmp_path / "s.json").exists()
+    store.stage("s", store.read("s"), {"value": "a"}, NOW)  # a plain lock file of its own: fine
+    assert oct(lock.stat().st_mode & 0o777) == "0o600"
