@@ -9,11 +9,12 @@ ids, datasource references and the per-SLO error-budget panels are computed here
 
 from __future__ import annotations
 
+import math
 import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.locksmith.ops.plugins.filter.slo_rules import PLACEHOLDER, slo_rules
+from ansible_collections.locksmith.ops.plugins.filter.slo_rules import PLACEHOLDER, selector, slo_rules
 
 SCHEMA_VERSION = 39
 DATASOURCE_UID = "locksmith-prometheus"
@@ -37,6 +38,17 @@ def _fail(where, message):
     raise AnsibleFilterError("grafana_dashboards: %s %s" % (where, message))
 
 
+def _number(value):
+    """True for a finite int or float: JSON has no NaN or Infinity, and a bool is no threshold."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _list(where, key, value):
+    if not isinstance(value, list):
+        _fail(where, "%s %r must be a list" % (key, value))
+    return value
+
+
 def _datasource(uid):
     return {"type": "prometheus", "uid": uid}
 
@@ -51,7 +63,7 @@ def _thresholds(where, steps):
     for index, (value, color) in enumerate(steps):
         if value is None and index != 0:
             _fail(where, "thresholds: only the first step may have the value null (the base colour)")
-        if value is not None and not isinstance(value, (int, float)):
+        if value is not None and not _number(value):
             _fail(where, "thresholds: value %r must be a number" % (value,))
         out.append({"value": value, "color": str(color)})
     if not out or out[0]["value"] is not None:
@@ -123,6 +135,8 @@ def _panel(where, spec, datasource):
     }
     for key in ("min", "max", "decimals"):
         if key in spec:
+            if not _number(spec[key]):
+                _fail(where, "%s %r must be a number" % (key, spec[key]))
             defaults[key] = spec[key]
     if kind == "timeseries":
         defaults["custom"] = {
@@ -228,8 +242,7 @@ def _slo_items(slos, period):
     for group, slo in zip(slo_rules(slos), slos, strict=True):
         rules = group["rules"]
         objective_rule = next(r for r in rules if r.get("record") == "slo:objective:ratio")
-        labels = objective_rule["labels"]
-        selector = ",".join('%s="%s"' % (key, labels[key]) for key in sorted(labels))
+        matchers = selector(objective_rule["labels"])
         objective = float(slo["objective"]) / 100.0
         budget = round(1 - objective, 10)
         alerts = [r for r in rules if "alert" in r]
@@ -259,7 +272,7 @@ def _slo_items(slos, period):
                 "description": "Error rate divided by the budget rate over each alert window; the lines are the "
                 "burn-rate alert thresholds (%s)." % ", ".join("%gx" % f for f in factors),
                 "targets": [
-                    {"expr": "slo:sli_error:ratio_rate%s{%s} / %s" % (w, selector, budget), "legend": w}
+                    {"expr": "slo:sli_error:ratio_rate%s{%s} / %s" % (w, matchers, budget), "legend": w}
                     for w in long_windows
                 ],
                 "unit": "short",
@@ -269,7 +282,7 @@ def _slo_items(slos, period):
             {
                 "title": "%s: SLI" % name,
                 "description": "Share of good events over the shortest recorded window; the line is the objective.",
-                "expr": "1 - slo:sli_error:ratio_rate%s{%s}" % (shortest, selector),
+                "expr": "1 - slo:sli_error:ratio_rate%s{%s}" % (shortest, matchers),
                 "legend": "SLI (%s)" % shortest,
                 "unit": "percentunit",
                 "thresholds": [[None, "red"], [objective, "green"]],
@@ -293,7 +306,7 @@ def grafana_dashboards(spec, slos=None, datasource_uid=DATASOURCE_UID):
         raise AnsibleFilterError("grafana_dashboards: expected a dict with a 'dashboards' list, got %r" % (spec,))
     slos = slos or []
     period = str(spec.get("slo_period", "30d"))
-    if not _WINDOW.match(period):
+    if not _WINDOW.match(period) or not int(period[:-1]):
         raise AnsibleFilterError("grafana_dashboards: slo_period %r must be a duration such as 30d" % period)
     datasource = _datasource(datasource_uid)
     seen, out = set(), []
@@ -312,20 +325,21 @@ def grafana_dashboards(spec, slos=None, datasource_uid=DATASOURCE_UID):
         seen.add(uid)
         if not str(board.get("title", "")).strip():
             _fail(where, "needs a title")
-        items = list(board.get("panels") or [])
+        items = list(_list(where, "panels", board.get("panels") or []))
         if board.get("slos"):
             items += _slo_items(slos, period)
         if not items:
             _fail(where, "has no panels")
         variables = [
-            _variable("%s.variables[%d]" % (where, i), v, datasource) for i, v in enumerate(board.get("variables", []))
+            _variable("%s.variables[%d]" % (where, i), v, datasource)
+            for i, v in enumerate(_list(where, "variables", board.get("variables") or []))
         ]
         out.append(
             {
                 "uid": uid,
                 "title": str(board["title"]),
                 "description": str(board.get("description", "")),
-                "tags": ["locksmith"] + [str(t) for t in board.get("tags", [])],
+                "tags": ["locksmith"] + [str(t) for t in _list(where, "tags", board.get("tags") or [])],
                 "schemaVersion": SCHEMA_VERSION,
                 "version": 1,
                 "id": None,

@@ -17,11 +17,36 @@ DEFAULT_TARGETS = {
 }
 
 
+def _dict(where, value):
+    """``value`` as a dict (None is empty); anything else names the measurement that has the wrong shape."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise AnsibleFilterError(
+            "posture_promises: %s must be a dict, got %s %r; pass the result the playbook registered"
+            % (where, type(value).__name__, value)
+        )
+    return value
+
+
+def _list(where, value):
+    """``value`` as a list of dicts (None is empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise AnsibleFilterError(
+            "posture_promises: %s must be a list of dicts, got %r; pass the result the playbook registered"
+            % (where, value)
+        )
+    return value
+
+
 def _lynis(lynis, targets):
     promises = []
-    for host in sorted(lynis):
-        seen = lynis[host] or {}
-        after, baseline = seen.get("after") or {}, seen.get("baseline") or {}
+    for host in sorted(lynis, key=str):
+        seen = _dict("lynis[%r]" % host, lynis[host])
+        after = _dict("lynis[%r].after" % host, seen.get("after"))
+        baseline = _dict("lynis[%r].baseline" % host, seen.get("baseline"))
         promises.append(
             {
                 "name": "lynis_%s" % host,
@@ -39,11 +64,13 @@ def _lynis(lynis, targets):
 
 def _backups(backups, targets):
     promises = []
-    for host in sorted(backups):
-        info = backups[host] or {}
-        complete = [b for b in info.get("backups", []) if b.get("complete")]
+    for host in sorted(backups, key=str):
+        info = _dict("backups[%r]" % host, backups[host])
+        complete = [b for b in _list("backups[%r].backups" % host, info.get("backups")) if b.get("complete")]
         valid = [b for b in complete if b.get("valid")]
-        destinations = sorted({b.get("destination") for b in complete})
+        destinations = {str(b.get("destination")) for b in complete}
+        rpo_seconds = _dict("backups[%r].rpo_seconds" % host, info.get("rpo_seconds"))
+        newest_good = _dict("backups[%r].newest_good" % host, info.get("newest_good"))
         promises.append(
             {
                 "name": "backup_success_%s" % host,
@@ -56,23 +83,25 @@ def _backups(backups, targets):
                 "evidence": "%s: locksmith.ops.pg_backup_info" % host,
             }
         )
-        for database in sorted(info.get("rpo_seconds", {})):
+        for database in sorted(rpo_seconds, key=str):
             promises.append(
                 {
                     "name": "rpo_%s_%s" % (host, database),
                     "title": "Age of the newest good backup of %s on %s (RPO)" % (database, host),
-                    "value": info["rpo_seconds"][database],
+                    "value": rpo_seconds[database],
                     "unit": "s",
                     "target": targets["rpo_seconds"],
                     "compare": "le",
-                    "evidence": (info.get("newest_good", {}).get(database) or {}).get("location", ""),
+                    "evidence": _dict("backups[%r].newest_good[%r]" % (host, database), newest_good.get(database)).get(
+                        "location", ""
+                    ),
                 }
             )
     return promises
 
 
 def _drill(drill, evidence, targets):
-    drill = drill or {}
+    drill = _dict("drill", drill)
     verified = bool(drill.get("verified"))
     return [
         {
@@ -83,7 +112,7 @@ def _drill(drill, evidence, targets):
             "unit": "s",
             "target": targets["rto_seconds"],
             "compare": "le",
-            "detail": ("phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True))
+            "detail": ("phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True, default=str))
             if drill
             else "no drill report",
             "evidence": evidence or "",
@@ -93,8 +122,8 @@ def _drill(drill, evidence, targets):
 
 def _tls(endpoints, targets):
     promises = []
-    for endpoint in endpoints or []:
-        certificate = endpoint.get("certificate") or {}
+    for index, endpoint in enumerate(_list("tls", endpoints)):
+        certificate = _dict("tls[%d].certificate" % index, endpoint.get("certificate"))
         promises.append(
             {
                 "name": "tls_%s" % endpoint.get("name"),
@@ -105,7 +134,9 @@ def _tls(endpoints, targets):
                 "unit": "days",
                 "target": targets["tls_days_left"],
                 "compare": "ge",
-                "detail": ", ".join(p.get("code", "") for p in endpoint.get("problems", [])),
+                "detail": ", ".join(
+                    str(p.get("code", "")) for p in _list("tls[%d].problems" % index, endpoint.get("problems"))
+                ),
                 "evidence": "locksmith.ops.tls_check",
             }
         )
@@ -117,15 +148,21 @@ def posture_promises(measured, targets=None):
     drill: report, drill_evidence: path, tls: [tls_check endpoints]}; each key optional."""
     if not isinstance(measured, dict):
         raise AnsibleFilterError("posture_promises: expected a dict of measurements, got %s" % type(measured).__name__)
-    unknown = set(targets or {}) - set(DEFAULT_TARGETS)
+    if targets is not None and not isinstance(targets, dict):
+        raise AnsibleFilterError("posture_promises: targets %r must be a dict such as {rpo_seconds: 3600}" % (targets,))
+    targets = targets or {}
+    unknown = set(targets) - set(DEFAULT_TARGETS)
     if unknown:
         raise AnsibleFilterError(
             "posture_promises: unknown targets %s; known: %s" % (", ".join(sorted(unknown)), ", ".join(DEFAULT_TARGETS))
         )
-    merged = dict(DEFAULT_TARGETS, **(targets or {}))
+    for key, value in targets.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AnsibleFilterError("posture_promises: targets %s %r must be a number" % (key, value))
+    merged = dict(DEFAULT_TARGETS, **targets)
     promises = []
-    promises += _lynis(measured.get("lynis") or {}, merged)
-    promises += _backups(measured.get("backups") or {}, merged)
+    promises += _lynis(_dict("lynis", measured.get("lynis")), merged)
+    promises += _backups(_dict("backups", measured.get("backups")), merged)
     if "drill" in measured:
         promises += _drill(measured.get("drill"), measured.get("drill_evidence"), merged)
     promises += _tls(measured.get("tls"), merged)

@@ -9,6 +9,8 @@ burn and resets fast once the burn stops.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 from ansible.errors import AnsibleFilterError
@@ -24,10 +26,27 @@ _WINDOW = re.compile(r"^[0-9]+[smhdw]\Z")
 # Not Jinja's {{ }}: the spec lives in inventory variables, which Ansible templates.
 PLACEHOLDER = "$window"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
+# Prometheus durations are int64 nanoseconds: about 292 years.
+_MAX_WINDOW_SECONDS = 100 * 365 * 86400
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _fail(index, message):
     raise AnsibleFilterError("slo_rules: slos[%d] %s" % (index, message))
+
+
+def selector(labels):
+    """PromQL label matchers for ``labels``; each value is a quoted string literal, so a value cannot close it."""
+    # json.dumps escapes \\, " and control characters as PromQL (Go) string escapes do.
+    return ",".join("%s=%s" % (key, json.dumps(labels[key], ensure_ascii=False)) for key in sorted(labels))
+
+
+def _window_ok(window, zero=False):
+    text = str(window)
+    if not _WINDOW.match(text):
+        return False
+    seconds = int(text[:-1]) * _UNIT_SECONDS[text[-1]]
+    return (zero or seconds > 0) and seconds <= _MAX_WINDOW_SECONDS
 
 
 def _windows(burn_alerts):
@@ -60,10 +79,18 @@ def _validate(index, slo):
                 "%s must contain the placeholder %s where the rate window goes, e.g. [%s]"
                 % (key, PLACEHOLDER, PLACEHOLDER),
             )
-    for label in slo.get("labels", {}) or {}:
-        if not _LABEL_NAME.match(label):
-            _fail(index, "label name %r is not a valid Prometheus label" % label)
-    return objective
+    labels = slo.get("labels") or {}
+    if not isinstance(labels, dict):
+        _fail(index, "labels %r must be a dict of label name: value, e.g. {service: web}" % (labels,))
+    for label, value in labels.items():
+        if not isinstance(label, str) or not _LABEL_NAME.match(label) or label.startswith("__"):
+            _fail(index, "label name %r is not a valid Prometheus label (letters, digits and _, no leading __)" % label)
+        # None or a bool would be written one way in the rule's labels and another way in the alert's selector.
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            _fail(index, "label %s value %r must be a string, e.g. %s: web" % (label, value, label))
+        if "{{" in str(value):
+            _fail(index, "label %s value %r must not contain {{ (Prometheus templates alert labels)" % (label, value))
+    return objective, {key: str(value) for key, value in labels.items()}
 
 
 def _query(template, window):
@@ -78,20 +105,38 @@ def slo_rules(slos, burn_alerts=None):
     """
     if not isinstance(slos, list):
         raise AnsibleFilterError("slo_rules: expected a list of SLO specs, got %s" % type(slos).__name__)
-    burn_alerts = [tuple(entry) for entry in (burn_alerts or DEFAULT_BURN_ALERTS)]
+    burn_alerts = burn_alerts or DEFAULT_BURN_ALERTS
+    if not isinstance(burn_alerts, (list, tuple)) or not all(isinstance(e, (list, tuple)) for e in burn_alerts):
+        raise AnsibleFilterError(
+            "slo_rules: burn_alerts %r must be a list of [factor, long window, short window, severity, for]"
+            % (burn_alerts,)
+        )
+    burn_alerts = [tuple(entry) for entry in burn_alerts]
     for entry in burn_alerts:
-        if len(entry) != 5 or not all(_WINDOW.match(str(w)) for w in (entry[1], entry[2], entry[4])):
+        if (
+            len(entry) != 5
+            or not (_window_ok(entry[1]) and _window_ok(entry[2]) and _window_ok(entry[4], zero=True))
+            or isinstance(entry[0], bool)
+            or not isinstance(entry[0], (int, float))
+            or not 0 < entry[0] < math.inf
+            or not isinstance(entry[3], str)
+            or not entry[3]
+            or "{{" in entry[3]
+        ):
             raise AnsibleFilterError(
-                "slo_rules: burn_alerts entry %r must be [factor, long window, short window, severity, for], "
-                "windows like 1h or 5m" % (list(entry),)
+                "slo_rules: burn_alerts entry %r must be [factor, long window, short window, severity, for]: "
+                "a factor above 0 such as 14.4, windows like 1h or 5m, and a severity such as critical" % (list(entry),)
             )
-    groups = []
+    groups, names = [], set()
     for index, slo in enumerate(slos):
-        objective = _validate(index, slo)
+        objective, labels = _validate(index, slo)
         name = slo["name"]
-        labels = dict(slo.get("labels") or {}, slo=name)
+        if name in names:
+            _fail(index, "name %r is used twice; every SLO needs its own (it names the rule group)" % name)
+        names.add(name)
+        labels["slo"] = name
         budget = round(1 - objective / 100.0, 10)
-        selector = ",".join('%s="%s"' % (key, labels[key]) for key in sorted(labels))
+        selector_text = selector(labels)
         rules = []
         for window in _windows(burn_alerts):
             rules.append(
@@ -110,7 +155,7 @@ def slo_rules(slos, burn_alerts=None):
                 {
                     "alert": "SLOErrorBudgetBurn",
                     "expr": "slo:sli_error:ratio_rate%s{%s} > %s\nand\nslo:sli_error:ratio_rate%s{%s} > %s"
-                    % (long_window, selector, threshold, short_window, selector, threshold),
+                    % (long_window, selector_text, threshold, short_window, selector_text, threshold),
                     "for": for_duration,
                     "labels": dict(labels, severity=severity, long_window=long_window, burn_rate=str(factor)),
                     "annotations": {

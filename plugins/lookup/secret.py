@@ -113,6 +113,12 @@ class LookupModule(LookupBase):
             options["aws_endpoint_url"],
             options["file_path"],
         )
+        for index, term in enumerate(terms):
+            if not isinstance(term, str):
+                raise AnsibleLookupError(
+                    "secret name %r (term %d) is not a string; name the secret as a plain path such as 'prod/app-db'"
+                    % (term, index + 1)
+                )
         values = []
         for term in terms:
             key = (store, term, stage)

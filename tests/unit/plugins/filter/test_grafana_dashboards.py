@@ -169,3 +169,31 @@ def test_bad_slo_is_reported_by_slo_rules():
 
 def test_filter_is_registered():
     assert FilterModule().filters()["grafana_dashboards"] is grafana_dashboards
+
+
+def test_slo_label_values_are_escaped_in_panel_queries():
+    hostile = dict(SLO, labels={"service": 'web"} or vector(1) or x{y="'})
+    (board,) = grafana_dashboards(_spec(_panel(), slos=True), [hostile])
+    burn, sli = board["panels"][3:5]
+    selector = 'service="web\\"} or vector(1) or x{y=\\"",slo="web_availability"'
+    assert burn["targets"][0]["expr"] == "slo:sli_error:ratio_rate1h{%s} / 0.005" % selector
+    assert sli["targets"][0]["expr"] == "1 - slo:sli_error:ratio_rate5m{%s}" % selector
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (_spec(**{"panels": 5}), r"dashboards\[0\] panels 5 must be a list"),
+        (_spec(_panel(), tags=5), "tags 5 must be a list"),
+        (_spec(_panel(), tags="web"), "tags 'web' must be a list"),
+        (_spec(_panel(), variables={"name": "host"}), "variables .* must be a list"),
+        (_spec(_panel(thresholds=[[float("nan"), "red"]])), "value nan must be a number"),
+        (_spec(_panel(thresholds=[[True, "red"]])), "value True must be a number"),
+        (_spec(_panel(max=float("inf"))), "max inf must be a number"),
+        (_spec(_panel(decimals="two")), "decimals 'two' must be a number"),
+        (dict(_spec(_panel()), slo_period="0d"), "slo_period '0d' must be a duration"),
+    ],
+)
+def test_wrong_types_are_refused_with_the_entry(spec, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        grafana_dashboards(spec)

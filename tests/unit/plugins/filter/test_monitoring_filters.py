@@ -113,3 +113,50 @@ def test_bad_jobs_are_refused(jobs, message):
 def test_filters_are_registered():
     assert ForFilters().filters()["alert_rules_for"] is alert_rules_for
     assert ScrapeFilters().filters()["prometheus_scrape_configs"] is prometheus_scrape_configs
+
+
+@pytest.mark.parametrize(
+    ("doc", "duration", "message"),
+    [
+        ({"groups": ["g"]}, "1m", r"groups\[0\] must be a dict with a 'rules' list"),
+        ({"groups": [{"name": "g", "rules": ["alert"]}]}, "1m", r"groups\[0\] must be a dict with a 'rules' list"),
+        ({"groups": [{"name": "g", "rules": "alert"}]}, "1m", r"groups\[0\] must be a dict with a 'rules' list"),
+        (RULES, "99999999999999y", "at most 100y"),
+    ],
+)
+def test_malformed_rules_and_overlong_durations_are_refused(doc, duration, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        alert_rules_for(doc, duration)
+
+
+def test_groups_without_rules_are_kept():
+    doc = {"groups": [{"name": "empty"}, {"name": "null", "rules": None}]}
+    assert alert_rules_for(doc, "1m") == doc
+
+
+@pytest.mark.parametrize(
+    ("jobs", "groups", "hostvars", "message"),
+    [
+        (JOBS, None, HOSTVARS, "groups must be a dict"),
+        (JOBS, GROUPS, None, "hostvars must be a dict"),
+        ([{"job": None, "group": "all", "port": 1}], GROUPS, HOSTVARS, "job name None is not valid"),
+        ([{"job": "node", "group": ["all"], "port": 1}], GROUPS, HOSTVARS, r"group \['all'\] must be an inventory"),
+        ([JOBS[0], dict(JOBS[0], port=9101)], GROUPS, HOSTVARS, r"jobs\[1\] job name 'node' is used twice"),
+        ([dict(JOBS[0], port=None)], GROUPS, HOSTVARS, "port None must be a TCP port"),
+        ([dict(JOBS[0], port="http")], GROUPS, HOSTVARS, "port 'http' must be a TCP port"),
+        ([dict(JOBS[0], port=70000)], GROUPS, HOSTVARS, "port 70000 must be a TCP port"),
+        ([dict(JOBS[0], port=True)], GROUPS, HOSTVARS, "port True must be a TCP port"),
+        ([dict(JOBS[0], scheme="ftp")], GROUPS, HOSTVARS, "scheme 'ftp' must be http or https"),
+        (JOBS[:1], {"all": "db1"}, HOSTVARS, r"groups\['all'\] must be a list"),
+        (JOBS[:1], GROUPS, dict(HOSTVARS, web1={"ansible_host": "10.0.0.6\n"}), "host web1 address '10.0.0.6\\\\n'"),
+        (JOBS[:1], GROUPS, dict(HOSTVARS, web1={"ansible_host": ["10.0.0.6"]}), "host web1 address"),
+    ],
+)
+def test_wrong_types_and_values_are_refused_before_promtool(jobs, groups, hostvars, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        prometheus_scrape_configs(jobs, groups, hostvars)
+
+
+def test_a_port_given_as_a_string_is_written_as_a_number():
+    (node,) = prometheus_scrape_configs([dict(JOBS[0], port="9100")], {"all": ["web1"]}, HOSTVARS)
+    assert node["static_configs"][0]["targets"] == ["10.0.0.6:9100"]

@@ -68,3 +68,36 @@ def test_unknown_target_is_named():
         posture_promises({}, {"rpo": 1})
     with pytest.raises(AnsibleFilterError, match="expected a dict of measurements, got list"):
         posture_promises([])
+
+
+@pytest.mark.parametrize(
+    ("measured", "message"),
+    [
+        ({"lynis": ["db1"]}, "lynis must be a dict, got list"),
+        ({"lynis": {"db1": "81"}}, r"lynis\['db1'\] must be a dict"),
+        ({"lynis": {"db1": {"after": 81}}}, r"lynis\['db1'\].after must be a dict"),
+        ({"backups": {"db1": {"backups": ["x"]}}}, r"backups\['db1'\].backups must be a list of dicts"),
+        ({"backups": {"db1": {"rpo_seconds": ["app"]}}}, r"backups\['db1'\].rpo_seconds must be a dict"),
+        ({"drill": "failed"}, "drill must be a dict"),
+        ({"tls": {"name": "web1:443"}}, "tls must be a list of dicts"),
+        ({"tls": [{"name": "web1:443", "problems": ["expired"]}]}, r"tls\[0\].problems must be a list of dicts"),
+    ],
+)
+def test_measurements_of_the_wrong_shape_are_named(measured, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        posture_promises(measured)
+
+
+def test_wrong_targets_are_named():
+    with pytest.raises(AnsibleFilterError, match=r"targets \['rpo_seconds'\] must be a dict"):
+        posture_promises({}, ["rpo_seconds"])
+    with pytest.raises(AnsibleFilterError, match="targets rpo_seconds 'an hour' must be a number"):
+        posture_promises({}, {"rpo_seconds": "an hour"})
+
+
+def test_backups_without_a_destination_or_newest_good_still_count():
+    info = {"backups": [{"complete": True, "valid": True}, {"complete": True, "destination": "s3:a"}],
+            "rpo_seconds": {"app": 60}, "newest_good": None}  # fmt: skip
+    promises = by_name(posture_promises({"backups": {"db1": info}}))
+    assert promises["backup_success_db1"]["value"] == 50.0
+    assert promises["rpo_db1_app"]["evidence"] == ""
