@@ -29,6 +29,21 @@ def conn(cluster):
     return {"login_host": cluster.host, "login_port": cluster.port, "ssl_mode": "disable", "connect_timeout": 3}
 
 
+def pitr_args(cluster, conf, **changes):
+    """mode=pitr of the archived cluster's stanza onto a free port; ``changes`` override."""
+    values = dict(
+        conn(cluster),
+        database="app",
+        destinations=[],
+        mode="pitr",
+        pgbackrest_stanza="pitr",
+        pgbackrest_config=str(conf),
+        pitr_port=free_port(),
+    )
+    values.update(changes)
+    return values
+
+
 def postmasters_in(directory):
     """PIDs of postgres servers whose data directory lies under ``directory``."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
@@ -45,18 +60,7 @@ def test_pitr_hostile_inputs_are_refused_before_anything_runs(archived_cluster):
     (work / "a-file").write_text("x")
 
     def args(**changes):
-        values = dict(
-            conn(cluster),
-            database="app",
-            destinations=[],
-            mode="pitr",
-            pgbackrest_stanza="pitr",
-            pgbackrest_config=str(conf),
-            pitr_data_dir=str(work / "restored"),
-            pitr_port=free_port(),
-        )
-        values.update(changes)
-        return values
+        return pitr_args(cluster, conf, **dict({"pitr_data_dir": str(work / "restored")}, **changes))
 
     cases = [
         # pg_ctl hands -D to /bin/sh: this ran `touch` as postgres; pgBackRest wrote it into restore_command.
@@ -104,17 +108,8 @@ def test_pitr_hostile_inputs_are_refused_before_anything_runs(archived_cluster):
 
 def test_pitr_that_fails_after_pgbackrest_wrote_files_leaves_nothing_that_looks_valid(archived_cluster):
     cluster, conf, work, _base = archived_cluster
-    args = dict(
-        conn(cluster),
-        database="app",
-        destinations=[],
-        mode="pitr",
-        pgbackrest_stanza="pitr",
-        pgbackrest_config=str(conf),
-        pitr_target_type="lsn",
-        pitr_target="FF/0",  # never reached: recovery ends before it and the server stops
-        pitr_port=free_port(),
-    )
+    # FF/0 is never reached: recovery ends before it and the server stops.
+    args = pitr_args(cluster, conf, pitr_target_type="lsn", pitr_target="FF/0")
     created = work / "restored"
     kept = work / "empty-before"
     kept.mkdir()

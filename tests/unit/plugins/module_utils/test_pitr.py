@@ -193,3 +193,31 @@ def test_prepare_dir_creates_a_private_directory(tmp_path):
     empty.mkdir(mode=0o755)
     assert _job(pitr_data_dir=str(empty))._prepare_dir(str(empty)) is False
     assert os.stat(empty).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pgbackrest_stanza": None}, "mode=pitr needs pgbackrest_stanza"),
+        ({"pitr_data_dir": None}, "mode=pitr needs pitr_data_dir"),
+        ({"pitr_target_type": "time"}, "pitr_target_type=time needs pitr_target"),
+        ({"pitr_data_dir": "relative/dir"}, "must be an absolute path"),
+        ({"database": "x; DROP"}, "database 'x; DROP' is not a valid identifier"),
+    ],
+)
+def test_pitr_options_are_checked_before_anything_runs(changes, message):
+    with pytest.raises(Exception, match=message):
+        P.PitrJob(params(**changes), [])
+
+
+def test_pitr_refuses_a_non_empty_data_dir(tmp_path):
+    (tmp_path / "PG_VERSION").write_text("15")
+    job = P.PitrJob(params(pitr_data_dir=str(tmp_path)), [])
+    assert job.base[1:] == ["--stanza=main"]
+    with pytest.raises(R.RestoreError, match="is not empty; PITR restores only into a new"):
+        job.plan()
+
+
+def test_pitr_names_a_missing_pg_ctl():
+    with pytest.raises(Exception, match="pg_ctl not found in pg_bin_dir '/nonexistent/bin'"):
+        P.PitrJob(params(pg_bin_dir="/nonexistent/bin"), [])

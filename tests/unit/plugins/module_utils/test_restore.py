@@ -168,53 +168,6 @@ def test_all_databases_backups_are_refused_by_name():
         R.choose_backup([], "all-databases")
 
 
-def _pitr_params(**changes):
-    from ansible_collections.locksmith.ops.plugins.module_utils import _pitr
-
-    params = {k: v.get("default") for k, v in R.restore_argument_spec().items()}
-    params.update(
-        database="app",
-        destinations=[],
-        mode="pitr",
-        pgbackrest_stanza="main",
-        pitr_data_dir="/nonexistent/pitr",
-        pg_bin_dir="/usr/lib/postgresql/15/bin",
-    )
-    params.update(changes)
-    return _pitr, params
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"pgbackrest_stanza": None}, "mode=pitr needs pgbackrest_stanza"),
-        ({"pitr_data_dir": None}, "mode=pitr needs pitr_data_dir"),
-        ({"pitr_target_type": "time"}, "pitr_target_type=time needs pitr_target"),
-        ({"pitr_data_dir": "relative/dir"}, "must be an absolute path"),
-        ({"database": "x; DROP"}, "database 'x; DROP' is not a valid identifier"),
-    ],
-)
-def test_pitr_options_are_checked_before_anything_runs(changes, message):
-    _pitr, params = _pitr_params(**changes)
-    with pytest.raises(Exception, match=message):
-        _pitr.PitrJob(params, [])
-
-
-def test_pitr_refuses_a_non_empty_data_dir(tmp_path):
-    (tmp_path / "PG_VERSION").write_text("15")
-    _pitr, params = _pitr_params(pitr_data_dir=str(tmp_path))
-    job = _pitr.PitrJob(params, [])
-    assert job.base[1:] == ["--stanza=main"]
-    with pytest.raises(R.RestoreError, match="is not empty; PITR restores only into a new"):
-        job.plan()
-
-
-def test_pitr_names_a_missing_pg_ctl():
-    _pitr, params = _pitr_params(pg_bin_dir="/nonexistent/bin")
-    with pytest.raises(Exception, match="pg_ctl not found in pg_bin_dir '/nonexistent/bin'"):
-        _pitr.PitrJob(params, [])
-
-
 @pytest.mark.parametrize(
     "sql",
     [
