@@ -62,6 +62,16 @@ REFUSED = [
         {"postgresql_hardening_allowed_cidrs": ["10.0.1.0/24\n"]},
         "postgresql_hardening_allowed_cidrs is",
     ),
+    # Half the internet is not an allowlist either: the firewall role's minimum prefix, here too.
+    (
+        "postgresql_hardening",
+        CIDRS_PG,
+        {
+            "postgresql_hardening_allowed_cidrs": ["10.0.1.0/24", "0.0.0.0/1"],
+            "postgresql_hardening_replication_cidrs": ["2000::/3"],
+        },
+        "(too wide: 0.0.0.0/1, 2000::/3)",
+    ),
     ("backup", NAMES_BACKUP, {"backup_databases": ["shop\n"]}, "which is not a plain identifier"),
     ("audit", NAMES_AUDIT, {"audit_databases": [{"database": "shop\n", "tables": ["users"]}]}, "audit_databases[0]"),
     # A space in a cron field or the user would shift the fields of the cron line.
