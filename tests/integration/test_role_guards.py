@@ -23,6 +23,7 @@ NAMES_BACKUP = "Check every database name is a plain identifier"
 NAMES_AUDIT = "Check every audit_databases entry names a database and what to audit"
 USER_BACKUP = "Check backup_service_user is a plain user name"
 CRON_BACKUP = "Check the cron fields"
+IGNORE_IDS = "Check the ignore list never covers every address"
 
 # What the checks before each guard need, so that the run reaches it.
 BASE = {
@@ -77,6 +78,19 @@ REFUSED = [
     # A space in a cron field or the user would shift the fields of the cron line.
     ("backup", USER_BACKUP, {"backup_service_user": "root /tmp/x"}, "backup_service_user is 'root /tmp/x'"),
     ("backup", CRON_BACKUP, {"backup_schedule": "cron", "backup_cron_hour": "2 * * * root /tmp/x #"}, "not one cron"),
+    # An ignore list that covers the internet turns the bans off; a list of '0.0.0.0/0' and '::/0' missed these.
+    (
+        "intrusion_detection",
+        IGNORE_IDS,
+        {"intrusion_detection_ignore_addresses": ["::1", "0.0.0.0/1"]},
+        "holds 0.0.0.0/1:",
+    ),
+    (
+        "intrusion_detection",
+        IGNORE_IDS,
+        {"intrusion_detection_jails_overrides": {"DEFAULT": {"ignoreip": "10.0.0.0/8, ::0/0"}}},
+        "holds ::0/0:",
+    ),
 ]
 ACCEPTED = [
     ("monitoring_agents", LISTEN_AGENTS, {"monitoring_agents_listen_address": "::1"}),
@@ -89,6 +103,7 @@ ACCEPTED = [
     ("audit", NAMES_AUDIT, {"audit_databases": [{"database": "shop", "tables": ["users"]}]}),
     ("backup", USER_BACKUP, {"backup_service_user": "postgres"}),
     ("backup", CRON_BACKUP, {"backup_schedule": "cron", "backup_cron_hour": "*/6", "backup_cron_minute": "5,35"}),
+    ("intrusion_detection", IGNORE_IDS, {"intrusion_detection_ignore_addresses": ["127.0.0.1/8", "::1", "10.0.0.0/8"]}),
 ]
 
 
