@@ -34,6 +34,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils._postgres import (
 )
 
 OPERATIONS = ("insert", "update", "delete", "truncate")
+# Statement-level triggers on the partitions of an audited partitioned table: locksmith_audit_partition_<op>.
+PARTITION_INFIX = "partition_"
 _EVENTS = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE", "truncate": "TRUNCATE"}
 # Privilege names read from the catalog are mapped through this set, never formatted into SQL as read.
 _PRIVILEGES = frozenset(
@@ -92,8 +94,12 @@ def parse_tables(tables: list, audit_schema: str) -> list:
     return out
 
 
-def desired_triggers(params: dict, key_columns: list, columns=()) -> dict:
-    """{trigger name: spec} for one table; a spec is what pg_trigger shows of the trigger."""
+def desired_triggers(params: dict, key_columns: list, columns=(), partition=False) -> dict:
+    """{trigger name: spec} for one table; a spec is what pg_trigger shows of the trigger.
+
+    A partition gets only the statement-level ones (its parent's row triggers are cloned onto it), under
+    their own names so that they never clash with those clones when capture changes.
+    """
     specs = {}
     setting = params["app_user_setting"]
     for operation in params["operations"]:
@@ -109,7 +115,9 @@ def desired_triggers(params: dict, key_columns: list, columns=()) -> dict:
             when = operation == "update" and bool(excluded)
         else:
             args, when = (setting,), False
-        specs[TRIGGER_PREFIX + operation] = {
+        if partition and row:
+            continue
+        specs[TRIGGER_PREFIX + (PARTITION_INFIX if partition else "") + operation] = {
             "operation": operation,
             "level": "row" if row else "statement",
             "function": "%s.%s" % (params["audit_schema"], "log_row" if row else "log_statement"),
@@ -297,12 +305,12 @@ def plan_audit(conn, params: dict) -> dict:
     for table in tables:
         have = current.get(table["name"], {})
         if present:
-            if params["capture"] == "row" and not table["key_columns"]:
+            if params["capture"] == "row" and not table["key_columns"] and not table.get("partition_of"):
                 warnings.append(
                     "table %s has no primary key: its log entries have no record_key, so their history "
                     "cannot be followed row by row" % table["name"]
                 )
-            want = desired_triggers(params, table["key_columns"], table["columns"])
+            want = desired_triggers(params, table["key_columns"], table["columns"], bool(table.get("partition_of")))
         else:
             want = {}
         for name in sorted(set(have) | set(want)):

@@ -189,7 +189,10 @@ def read_triggers(conn, table_oids=None) -> dict:
 
 
 def resolve_tables(conn, params: dict, parsed: list) -> list:
-    """[{name, schema, table, oid, key_columns, columns}] of the target tables; missing ones fail."""
+    """[{name, schema, table, oid, key_columns, columns[, partition_of]}] of the target tables; missing ones fail.
+
+    The partitions of every partitioned table follow, with ``partition_of`` naming their audited ancestor.
+    """
     if params.get("schema"):
         rows = fetch_all(
             conn,
@@ -203,7 +206,10 @@ def resolve_tables(conn, params: dict, parsed: list) -> list:
         for index, (schema, table) in enumerate(parsed):
             found = fetch_all(
                 conn,
-                "SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relkind FROM pg_class c "
+                "SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relkind, "
+                "(SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent "
+                "JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid AND c.relispartition) "
+                "AS parent FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relname = %(t)s",
                 {"s": schema, "t": table},
             )
@@ -220,9 +226,32 @@ def resolve_tables(conn, params: dict, parsed: list) -> list:
                     % (index, name, found[0]["relkind"]),
                     option="tables[%d]" % index,
                 )
+            if found and found[0]["parent"] and params["state"] == "present":
+                # Its parent's row triggers are cloned onto it: auditing both would clash or log twice.
+                raise AuditError(
+                    "tables[%d] %r is a partition of %s; list %s instead (a partitioned table's audit covers "
+                    "all its partitions)" % (index, name, found[0]["parent"], found[0]["parent"]),
+                    option="tables[%d]" % index,
+                )
             rows.extend(found)
     for row in rows:
         row["name"] = "%s.%s" % (row["schema"], row["table"])
+    # Row triggers of a partitioned table are cloned onto its partitions, statement-level ones are not: a
+    # TRUNCATE of one partition (or, with capture=statement, any write naming it) needs its own trigger.
+    seen = {row["oid"] for row in rows}
+    for row in [r for r in rows if r["relkind"] == "p"]:
+        for part in fetch_all(
+            conn,
+            "SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relkind FROM pg_partition_tree(%(oid)s) t "
+            "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE t.level > 0 AND c.relkind IN ('r', 'p') ORDER BY t.level, n.nspname, c.relname",
+            {"oid": row["oid"]},
+        ):
+            if part["oid"] not in seen:
+                seen.add(part["oid"])
+                part.update(name="%s.%s" % (part["schema"], part["table"]), partition_of=row["name"])
+                rows.append(part)
+    for row in rows:
         row["key_columns"] = [
             r["attname"]
             for r in fetch_all(

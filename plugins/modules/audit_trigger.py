@@ -37,13 +37,17 @@ options:
     description:
       - Tables to audit, as C(table) (schema C(public)) or C(schema.table). Plain identifiers only.
       - With O(state=present) every table must exist; with O(state=absent) missing tables are skipped.
+      - A partition is refused; list its partitioned table, whose audit covers every partition. PostgreSQL clones
+        the row triggers onto the partitions; the statement-level ones (C(TRUNCATE), O(capture=statement)) are
+        created on each partition as C(locksmith_audit_partition_<operation>), so run again after adding
+        partitions.
     type: list
     elements: str
     version_added: 0.1.0
   schema:
     description:
       - Audit every table (and partitioned table) of this schema instead of a list; run again after adding
-        tables. Partitions are audited through their parent.
+        tables. Partitions are audited through their parent, as with O(tables).
     type: str
     version_added: 0.1.0
   state:

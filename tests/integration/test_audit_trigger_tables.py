@@ -1,0 +1,71 @@
+"""audit_trigger against real schemas: partitioned tables and their partitions (PostgreSQL 15)."""
+
+from __future__ import annotations
+
+from tests.integration.test_audit_trigger import log_rows, q, run
+
+
+def _partitioned(cluster, database):
+    q(
+        cluster,
+        database,
+        "CREATE TABLE ev (id int, at date, kind text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
+        "CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+        "CREATE TABLE ev_2027 PARTITION OF ev FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
+    )
+
+
+def _statement_triggers(cluster, database, table):
+    return q(
+        cluster,
+        database,
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal AND tgparentid = 0 ORDER BY 1",
+        (table,),
+    )
+
+
+def test_every_write_into_a_partition_is_logged(pg_cluster, pg_database):
+    db = pg_database
+    _partitioned(pg_cluster, db)
+    first = run(pg_cluster, db, tables=["ev"])
+    assert first["changed"] is True, first
+    assert "create trigger locksmith_audit_partition_truncate on public.ev_2026" in first["actions"]
+    assert not first.get("warnings"), first["warnings"]  # partitions have their parent's key
+    assert run(pg_cluster, db, tables=["ev"])["changed"] is False
+    q(pg_cluster, db, "INSERT INTO ev VALUES (1, '2026-03-01', 'routed'), (2, '2027-03-01', 'routed')")
+    q(pg_cluster, db, "TRUNCATE ev_2027")  # one partition: its rows are gone, so it must be logged
+    rows = [(r[0], r[1], r[3], r[4]) for r in log_rows(pg_cluster, db)]
+    assert rows == [
+        ("INSERT", "row", "ev_2026", {"id": 1, "at": "2026-03-01"}),
+        ("INSERT", "row", "ev_2027", {"id": 2, "at": "2027-03-01"}),
+        ("TRUNCATE", "statement", "ev_2027", None),
+    ]
+
+    # Statement capture: a statement naming a partition is logged once, under the partition.
+    switched = run(pg_cluster, db, tables=["ev"], capture="statement")
+    assert switched["changed"] is True, switched
+    assert run(pg_cluster, db, tables=["ev"], capture="statement")["changed"] is False
+    q(pg_cluster, db, "INSERT INTO ev_2026 VALUES (3, '2026-04-01', 'direct'); INSERT INTO ev VALUES (4, '2026-05-01')")
+    q(pg_cluster, db, "UPDATE ev_2026 SET kind = 'x'; DELETE FROM ev_2026 WHERE id = 3")
+    rows = [(r[0], r[3]) for r in log_rows(pg_cluster, db, "capture = 'statement' AND operation <> 'TRUNCATE'")]
+    assert rows == [("INSERT", "ev_2026"), ("INSERT", "ev"), ("UPDATE", "ev_2026"), ("DELETE", "ev_2026")]
+
+    # And back to row capture: the partitions' statement triggers never clash with the cloned row triggers.
+    back = run(pg_cluster, db, tables=["ev"])
+    assert back["changed"] is True, back
+    assert _statement_triggers(pg_cluster, db, "ev_2026") == [("locksmith_audit_partition_truncate",)]
+    removed = run(pg_cluster, db, tables=["ev"], state="absent")
+    assert "drop trigger locksmith_audit_partition_truncate on public.ev_2027" in removed["actions"]
+    assert _statement_triggers(pg_cluster, db, "ev_2026") == [] and _statement_triggers(pg_cluster, db, "ev") == []
+
+
+def test_a_partition_named_directly_is_refused(pg_cluster, pg_database):
+    db = pg_database
+    _partitioned(pg_cluster, db)
+    refused = run(pg_cluster, db, tables=["ev_2026"])
+    assert refused["failed"] is True
+    assert refused["msg"].startswith("tables[0] 'public.ev_2026' is a partition of public.ev; list public.ev")
+    assert refused["executed_queries"] == []
+    assert run(pg_cluster, db, tables=["ev"])["changed"] is True
+    again = run(pg_cluster, db, tables=["ev", "ev_2027"])
+    assert again["failed"] is True and again["msg"].startswith("tables[1] 'public.ev_2027' is a partition of")
