@@ -127,6 +127,11 @@ def _host_problem(value) -> str | None:
     return None
 
 
+def a_label(name: str) -> str:
+    """An internationalised host name in the ASCII form certificates, SNI and Host headers carry."""
+    return name if name.isascii() else name.encode("idna").decode("ascii")
+
+
 def endpoint_name(ep: dict) -> str:
     """The endpoint's label in results and metrics: its name, else host:port."""
     return ep.get("name") or "%s:%d" % (ep["host"], ep["port"])
@@ -154,7 +159,7 @@ class Checker:
         return Target(
             host=ep["host"],
             port=ep["port"],
-            server_name=ep.get("server_name") or ep["host"],
+            server_name=a_label(ep.get("server_name") or ep["host"]),
             starttls=ep.get("starttls") or "none",
             timeout=float(self.params["timeout"]),
         )

@@ -4,33 +4,51 @@
 # FOR INTERNAL COLLECTION USE ONLY: this file may change in any release, without notice.
 """HTTPS policy checks for tls_check: the port-80 redirect, HSTS and the other security headers.
 
-Each check is one GET of one path, read-only; response bodies are read only up to a small limit.
+Each check is one GET of one path, read-only; only the response's status line and headers are read,
+up to a size limit and within the timeout as a whole, so a slow or endless response cannot hold the run.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import re
+import socket
 import ssl
+import time
+from urllib.parse import urlsplit
 
-from ansible_collections.locksmith.ops.plugins.module_utils._tls_probe import ProbeError, Target, open_plain
+from ansible_collections.locksmith.ops.plugins.module_utils._tls_probe import ProbeError, Target, open_plain, recv_by
 
-MAX_BODY_BYTES = 65536
+MAX_HEAD_BYTES = 65536
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-_MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+_DELTA_SECONDS = re.compile(r"\d+|\"\d+\"")
 
 
 def parse_hsts(value: str | None) -> dict:
-    """The parts of a Strict-Transport-Security header that matter for policy."""
+    """The parts of a Strict-Transport-Security header that matter for policy. As browsers do (RFC 6797
+    6.1), a header whose max-age is not plain digits, or that repeats a directive, is ignored whole: it
+    is reported present with a null max-age."""
     if not value:
         return {"present": False, "max_age_seconds": None, "include_subdomains": False, "preload": False}
-    match = _MAX_AGE.search(value)
-    tokens = {part.strip().lower() for part in value.split(";")}
+    directives: dict = {}
+    for part in value.split(";"):
+        name, _eq, argument = part.partition("=")
+        name = name.strip().lower()
+        if not name:
+            continue
+        if name in directives:
+            directives = {}
+            break
+        directives[name] = argument.strip()
+    max_age = directives.get("max-age")
+    if max_age is None or not _DELTA_SECONDS.fullmatch(max_age):
+        return {"present": True, "max_age_seconds": None, "include_subdomains": False, "preload": False}
     return {
         "present": True,
-        "max_age_seconds": int(match.group(1)) if match else None,
-        "include_subdomains": "includesubdomains" in tokens,
-        "preload": "preload" in tokens,
+        "max_age_seconds": int(max_age.strip('"')),
+        "include_subdomains": "includesubdomains" in directives,
+        "preload": "preload" in directives,
     }
 
 
@@ -45,6 +63,17 @@ def security_headers(headers: dict) -> dict:
     }
 
 
+def _https_on_host(location: str, server_name: str) -> bool:
+    """``location`` is https:// on the same host: an off-host first redirect keeps HSTS from being set
+    for this name (hstspreload.org and Mozilla Observatory fail it too)."""
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme.lower() == "https" and host is not None and host.rstrip(".") == server_name.lower().rstrip(".")
+
+
 def _host_header(target: Target, port: int, default_port: int) -> str:
     host = target.server_name
     if ":" in host:
@@ -52,37 +81,63 @@ def _host_header(target: Target, port: int, default_port: int) -> str:
     return host if port == default_port else "%s:%d" % (host, port)
 
 
-def _get(conn: http.client.HTTPConnection, path: str, host_header: str) -> tuple[int, dict]:
-    conn.request("GET", path, headers={"Host": host_header, "User-Agent": "locksmith-tls-check", "Accept": "*/*"})
-    response = conn.getresponse()
-    response.read(MAX_BODY_BYTES)
-    return response.status, {k.lower(): v for k, v in response.getheaders()}
+class _Head:
+    """The bytes of a response head, in the shape http.client.HTTPResponse reads from."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def makefile(self, *_args):
+        return io.BytesIO(self.data)
+
+
+def read_head(sock: socket.socket, deadline: float) -> bytes:
+    """The response up to its blank line, read by ``deadline``; a longer head is refused."""
+    data = b""
+    while b"\r\n\r\n" not in data and b"\n\n" not in data:
+        if len(data) > MAX_HEAD_BYTES:
+            raise http.client.HTTPException("response headers exceed %d bytes" % MAX_HEAD_BYTES)
+        chunk = recv_by(sock, 4096, deadline)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _get(sock: socket.socket, path: str, host_header: str, timeout: float) -> tuple[int, dict]:
+    """One GET; the status and the headers, lower-cased names mapped to lists of values in order."""
+    request = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: locksmith-tls-check\r\nAccept: */*\r\n" % (path, host_header)
+    sock.sendall(request.encode("ascii") + b"Connection: close\r\n\r\n")
+    response = http.client.HTTPResponse(_Head(read_head(sock, time.monotonic() + timeout)))
+    response.begin()
+    headers: dict = {}
+    for key, value in response.getheaders():
+        headers.setdefault(key.lower(), []).append(value)
+    return response.status, headers
 
 
 def https_headers(target: Target, ctx: ssl.SSLContext, path: str) -> dict:
     """GET ``path`` over TLS on the endpoint; return status, HSTS and security-header facts."""
     sock = open_plain(target)
-    conn = http.client.HTTPConnection(target.host, target.port, timeout=target.timeout)
     try:
-        conn.sock = ctx.wrap_socket(sock, server_hostname=target.sni)
-        status, headers = _get(conn, path, _host_header(target, target.port, 443))
+        with ctx.wrap_socket(sock, server_hostname=target.sni) as tls:
+            status, headers = _get(tls, path, _host_header(target, target.port, 443), target.timeout)
     except (OSError, http.client.HTTPException) as err:
-        sock.close()
         raise ProbeError("http_check_failed", "%s: HTTPS GET %s failed (%s)" % (target.label(), path, err)) from err
     finally:
-        conn.close()
-    return {"status": status, "hsts": parse_hsts(headers.get("strict-transport-security")), **security_headers(headers)}
+        sock.close()
+    first = {key: values[0] for key, values in headers.items()}
+    return {"status": status, "hsts": parse_hsts(first.get("strict-transport-security")), **security_headers(first)}
 
 
 def http_redirect(target: Target, port: int, path: str) -> dict:
     """GET ``path`` over plain HTTP on ``port``; does it redirect to https://?"""
-    conn = http.client.HTTPConnection(target.host, port, timeout=target.timeout)
     try:
-        status, headers = _get(conn, path, _host_header(target, port, 80))
+        with socket.create_connection((target.host, port), timeout=target.timeout) as sock:
+            status, headers = _get(sock, path, _host_header(target, port, 80), target.timeout)
     except (OSError, http.client.HTTPException) as err:
         return {"port": port, "status": None, "location": None, "redirects_to_https": False, "error": str(err)}
-    finally:
-        conn.close()
+    headers = {key: values[0] for key, values in headers.items()}
     location = headers.get("location")
-    redirects = status in REDIRECT_CODES and bool(location) and location.lower().startswith("https://")
+    redirects = status in REDIRECT_CODES and bool(location) and _https_on_host(location, target.server_name)
     return {"port": port, "status": status, "location": location, "redirects_to_https": redirects, "error": None}

@@ -146,7 +146,15 @@ def _judge_http(problems: list, result: dict, hsts_min: int) -> None:
         hsts = http["hsts"]
         if not hsts["present"]:
             _problem(problems, "hsts_missing", "warning", "%s: no Strict-Transport-Security header" % name)
-        elif (hsts["max_age_seconds"] or 0) < hsts_min:
+        elif hsts["max_age_seconds"] is None:
+            _problem(
+                problems,
+                "hsts_max_age_short",
+                "warning",
+                "%s: Strict-Transport-Security has no valid max-age (or repeats a directive), so browsers ignore "
+                "it; send one max-age=<seconds> of at least %d" % (name, hsts_min),
+            )
+        elif hsts["max_age_seconds"] < hsts_min:
             _problem(
                 problems,
                 "hsts_max_age_short",

@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import struct
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -99,20 +100,30 @@ def _connect(target: Target) -> socket.socket:
         raise ProbeError("connection_failed", "%s: cannot connect (%s)" % (target.label(), err)) from err
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def recv_by(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """One recv that ends by ``deadline`` (time.monotonic()), however slowly the peer sends: the timeout
+    bounds a whole exchange, not each byte of it."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    sock.settimeout(left)
+    return sock.recv(size)
+
+
+def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes:
     data = b""
     while len(data) < size:
-        chunk = sock.recv(size - len(data))
+        chunk = recv_by(sock, size - len(data), deadline)
         if not chunk:
             raise ConnectionError("connection closed by the server")
         data += chunk
     return data
 
 
-def _smtp_reply(sock: socket.socket) -> tuple[int, list[str]]:
+def _smtp_reply(sock: socket.socket, deadline: float) -> tuple[int, list[str]]:
     buf = b""
     while True:
-        chunk = sock.recv(4096)
+        chunk = recv_by(sock, 4096, deadline)
         if not chunk:
             raise ConnectionError("connection closed by the server")
         buf += chunk
@@ -125,9 +136,10 @@ def _smtp_reply(sock: socket.socket) -> tuple[int, list[str]]:
 
 
 def _starttls(sock: socket.socket, target: Target) -> None:
+    deadline = time.monotonic() + target.timeout
     if target.starttls == "postgres":
         sock.sendall(PG_SSL_REQUEST)
-        answer = _recv_exact(sock, 1)
+        answer = _recv_exact(sock, 1, deadline)
         if answer != b"S":
             raise ProbeError(
                 "tls_not_offered",
@@ -135,17 +147,18 @@ def _starttls(sock: socket.socket, target: Target) -> None:
                 % (target.label(), answer),
             )
     elif target.starttls == "smtp":
-        code = _smtp_reply(sock)[0]
+        code = _smtp_reply(sock, deadline)[0]
         if code != 220:
             raise ProbeError("tls_not_offered", "%s: SMTP greeting was %d, not 220" % (target.label(), code))
         sock.sendall(b"EHLO locksmith-tls-check\r\n")
-        code, lines = _smtp_reply(sock)
+        code, lines = _smtp_reply(sock, deadline)
         if code != 250 or not any(line[4:].upper().startswith("STARTTLS") for line in lines):
             raise ProbeError("tls_not_offered", "%s: SMTP server does not offer STARTTLS" % target.label())
         sock.sendall(b"STARTTLS\r\n")
-        code = _smtp_reply(sock)[0]
+        code = _smtp_reply(sock, deadline)[0]
         if code != 220:
             raise ProbeError("tls_not_offered", "%s: SMTP STARTTLS answered %d, not 220" % (target.label(), code))
+    sock.settimeout(target.timeout)
 
 
 def open_plain(target: Target) -> socket.socket:
@@ -156,6 +169,11 @@ def open_plain(target: Target) -> socket.socket:
     except ProbeError:
         sock.close()
         raise
+    except TimeoutError as err:
+        sock.close()
+        raise ProbeError(
+            "timeout", "%s: %s preamble took longer than %ss" % (target.label(), target.starttls, target.timeout)
+        ) from err
     except OSError as err:
         sock.close()
         raise ProbeError(
@@ -264,9 +282,9 @@ def ocsp_staple(target: Target) -> dict | None:
     sock = open_plain(target)
     try:
         sock.sendall(_client_hello(target.sni))
-        data = b""
+        data, deadline = b"", time.monotonic() + target.timeout
         while len(data) < MAX_HANDSHAKE_BYTES:
-            chunk = sock.recv(65536)
+            chunk = recv_by(sock, 65536, deadline)
             if not chunk:
                 break
             data += chunk
@@ -283,12 +301,13 @@ def ocsp_staple(target: Target) -> dict | None:
 def postgres_accepts_plaintext(target: Target, user: str) -> tuple[bool | None, str]:
     """Whether PostgreSQL goes on to authentication for a client that never asked for SSL."""
     sock = _connect(target)
+    deadline = time.monotonic() + target.timeout
     try:
         params = b"user\x00" + user.encode("utf-8") + b"\x00\x00"
         sock.sendall(struct.pack("!II", 8 + len(params), PG_PROTOCOL_3) + params)
-        kind = _recv_exact(sock, 1)
-        length = struct.unpack("!I", _recv_exact(sock, 4))[0]
-        body = _recv_exact(sock, max(0, min(length - 4, 8192)))
+        kind = _recv_exact(sock, 1, deadline)
+        length = struct.unpack("!I", _recv_exact(sock, 4, deadline))[0]
+        body = _recv_exact(sock, max(0, min(length - 4, 8192)), deadline)
         if kind in (b"R", b"v"):
             sock.sendall(b"X" + struct.pack("!I", 4))
             return True, "the server went on to authentication without SSL"

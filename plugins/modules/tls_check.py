@@ -14,9 +14,9 @@ description:
     the negotiated protocol and cipher, which protocols below O(min_protocol) the server still accepts
     (TLS 1.0 and 1.1 are probed actively with a legacy-permitting client), and whether an OCSP response
     is stapled.
-  - Optionally checks HTTPS policy (port-80 redirect to https, HSTS and its max-age, X-Content-Type-Options,
-    X-Frame-Options or CSP frame-ancestors, Content-Security-Policy, Referrer-Policy), and for PostgreSQL
-    whether the server still accepts a connection without SSL.
+  - Optionally checks HTTPS policy (port-80 redirect to https on the same host, HSTS and its max-age,
+    X-Content-Type-Options, X-Frame-Options or CSP frame-ancestors, Content-Security-Policy, Referrer-Policy), and for
+    PostgreSQL whether the server still accepts a connection without SSL.
   - Each endpoint gets a RV(endpoints[].status) of V(ok), V(warning) or V(critical) and a list of
     RV(endpoints[].problems). Unreachable endpoints are reported, not raised; only O(fail_on) fails the task.
   - Read-only towards the endpoints; nothing on them is ever changed. With O(metrics_dir) the module writes
@@ -135,7 +135,9 @@ options:
     type: path
     version_added: 0.1.0
   timeout:
-    description: Seconds allowed for each connection and each read.
+    description:
+      - Seconds allowed for each connection, each TLS handshake and each exchange on it (a STARTTLS preamble,
+        an HTTP response's headers), however slowly the server sends.
     type: float
     default: 10.0
     version_added: 0.1.0

@@ -219,6 +219,33 @@ def test_parse_hsts():
     assert _tls_http.parse_hsts("includeSubDomains")["max_age_seconds"] is None
 
 
+@pytest.mark.parametrize(
+    ("value", "max_age"),
+    [
+        ("max-age=600;", 600),
+        (" MAX-AGE = 600 ; preload", 600),
+        # Browsers ignore the whole header for these (RFC 6797 6.1); the regex used to find a max-age in each.
+        ("max-age=31536000x", None),
+        ('max-age="31536000', None),
+        ("max-age=0; max-age=31536000", None),
+        ("max-age=31536000; includeSubDomains; includeSubDomains", None),
+        ("foo=max-age=31536000", None),
+    ],
+)
+def test_parse_hsts_ignores_what_browsers_ignore(value, max_age):
+    assert _tls_http.parse_hsts(value)["max_age_seconds"] == max_age
+
+
+def test_https_on_host():
+    assert _tls_http._https_on_host("https://WWW.example.com:8443/a", "www.example.com.")
+    assert _tls_http._https_on_host("https://[::1]/", "::1")
+    assert not _tls_http._https_on_host("https://evil.example/www.example.com", "www.example.com")
+    assert not _tls_http._https_on_host("https://www.example.com.evil.example/", "www.example.com")
+    assert not _tls_http._https_on_host("http://www.example.com/", "www.example.com")
+    assert not _tls_http._https_on_host("//www.example.com/", "www.example.com")
+    assert not _tls_http._https_on_host("https://[::1/", "::1")
+
+
 def test_security_headers_accept_csp_frame_ancestors():
     got = _tls_http.security_headers({"content-security-policy": "frame-ancestors 'self'"})
     assert got == {

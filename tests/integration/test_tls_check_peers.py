@@ -1,0 +1,211 @@
+"""tls_check against misbehaving peers on 127.0.0.1: servers that answer too slowly to ever finish, send HSTS
+headers browsers ignore, redirect off the host, or carry an internationalised name."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from tests.harness.ansible import run_module_inprocess
+
+GOOD_HEADERS = (
+    b"X-Content-Type-Options: nosniff\r\nContent-Security-Policy: frame-ancestors 'none'\r\n"
+    b"Referrer-Policy: no-referrer\r\nContent-Length: 0\r\n"
+)
+
+
+class RawPeer:
+    """A TCP listener running ``session(conn)`` for each connection in a daemon thread; stop() closes all."""
+
+    def __init__(self, session, tls: ssl.SSLContext | None = None):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.session, self.tls = session, tls
+        self.stopping = threading.Event()
+        self.conns: list = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                conn = self.listener.accept()[0]
+            except TimeoutError:
+                continue
+            self.conns.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        conn.settimeout(30)
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                conn.recv(4096)  # the GET
+            self.session(conn, self.stopping)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def _dribble(prefix: bytes):
+    """Send ``prefix``, then one byte every 0.3 s for about 18 s: each read gets data well inside the timeout."""
+
+    def session(conn, stopping):
+        conn.sendall(prefix)
+        for _i in range(60):
+            if stopping.wait(0.3):
+                return
+            conn.sendall(b"X")
+
+    return session
+
+
+def _answer(response: bytes, read_first: bool = False):
+    def session(conn, stopping):
+        if read_first:
+            conn.recv(4096)
+        conn.sendall(response)
+        stopping.wait(5)
+
+    return session
+
+
+def _silent(conn, stopping):
+    stopping.wait(30)
+
+
+@pytest.fixture
+def raw_peers():
+    """Start RawPeer(session, tls) listeners; all stopped after the test."""
+    started: list = []
+
+    def start(session, tls=None):
+        started.append(RawPeer(session, tls))
+        return started[-1].port
+
+    yield start
+    for peer in started:
+        peer.stop()
+
+
+@pytest.fixture
+def server_tls(cert_factory):
+    issued = cert_factory.leaf()
+    chain = issued.cert_path.with_suffix(".fullchain.pem")
+    chain.write_bytes(issued.cert_path.read_bytes() + issued.chain_path.read_bytes())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(chain, issued.key_path)
+    return ctx
+
+
+def _run(cert_factory, endpoints, **args):
+    params = {"endpoints": endpoints, "ca_file": str(cert_factory.ca_file), "fail_on": "never", **args}
+    return {e["name"]: e for e in run_module_inprocess("tls_check", params)["endpoints"]}
+
+
+def _codes(endpoint):
+    return sorted(p["code"] for p in endpoint["problems"])
+
+
+def test_slow_peers_are_cut_at_the_timeout(cert_factory, raw_peers, server_tls):
+    # Each read used to get the full timeout, so a peer sending a byte every 0.3 s held the run for as long as
+    # it kept sending (an SMTP greeting up to 64 KiB, an HTTP header line up to 64 KiB: hours).
+    endpoints = [
+        dict(name="smtp_dribble", host="127.0.0.1", port=raw_peers(_dribble(b"2")), starttls="smtp"),
+        dict(name="pg_silent", host="127.0.0.1", port=raw_peers(_silent), starttls="postgres"),
+        dict(
+            name="https_dribble",
+            host="127.0.0.1",
+            port=raw_peers(_dribble(b"HTTP/1.1 200 OK\r\n"), tls=server_tls),
+            server_name="localhost",
+            http_checks=True,
+            http_redirect_port=raw_peers(_dribble(b"HTTP/1.1 301 Moved\r\n")),
+        ),
+    ]
+    started = time.monotonic()
+    got = _run(cert_factory, endpoints, timeout=1.0)
+    assert time.monotonic() - started < 8
+    assert _codes(got["smtp_dribble"]) == ["timeout"], got["smtp_dribble"]["problems"]
+    assert "smtp preamble took longer than 1.0s" in got["smtp_dribble"]["problems"][0]["message"]
+    # A PostgreSQL port that never answers SSLRequest timed out too, but was reported as tls_not_offered.
+    assert _codes(got["pg_silent"]) == ["timeout"]
+    https = got["https_dribble"]
+    assert https["protocol"] == "TLSv1.3"  # the handshake completed; only the HTTP checks gave up
+    assert "timed out" in https["http"]["error"] and "timed out" in https["http"]["redirect"]["error"]
+    assert "http_check_failed" in _codes(https) and "http_not_redirected" in _codes(https)
+    for endpoint in got.values():
+        assert endpoint["duration_seconds"] < 4, endpoint
+
+
+def test_hsts_and_redirect_are_judged_as_browsers_do(cert_factory, raw_peers, server_tls):
+    def https(hsts: bytes):
+        return raw_peers(_answer(b"HTTP/1.1 200 OK\r\n" + hsts + GOOD_HEADERS + b"\r\n"), tls=server_tls)
+
+    def redirect(location: bytes):
+        return raw_peers(_answer(b"HTTP/1.1 301 Moved\r\nLocation: " + location + b"\r\n\r\n", read_first=True))
+
+    good = b"Strict-Transport-Security: max-age=31536000\r\n"
+    cases = {
+        # A browser obeys only the first Strict-Transport-Security header (RFC 6797 8.1); max-age=0 clears HSTS.
+        "first_clears": (https(b"Strict-Transport-Security: max-age=0\r\n" + good), redirect(b"https://localhost/")),
+        # An invalid max-age makes browsers ignore the header whole (RFC 6797 6.1).
+        "junk_max_age": (https(b"Strict-Transport-Security: max-age=31536000x\r\n"), redirect(b"https://localhost/")),
+        # A first redirect to another host never lets this name set HSTS (hstspreload.org, Observatory).
+        "off_host": (https(good), redirect(b"https://evil.example/")),
+        "good": (https(good), redirect(b"https://LOCALHOST:8443/next")),
+    }
+    endpoints = [
+        dict(
+            name=name,
+            host="127.0.0.1",
+            port=tls_port,
+            server_name="localhost",
+            http_checks=True,
+            **{"http_redirect_port": plain_port},
+        )
+        for name, (tls_port, plain_port) in cases.items()
+    ]
+    got = _run(cert_factory, endpoints)
+    assert {name: _codes(e) for name, e in got.items()} == {
+        "first_clears": ["hsts_max_age_short"],
+        "junk_max_age": ["hsts_max_age_short"],
+        "off_host": ["http_not_redirected"],
+        "good": [],
+    }
+    assert got["first_clears"]["http"]["hsts"]["max_age_seconds"] == 0
+    assert got["junk_max_age"]["http"]["hsts"]["max_age_seconds"] is None
+    assert "browsers ignore it" in got["junk_max_age"]["problems"][0]["message"]
+    assert got["off_host"]["http"]["redirect"]["redirects_to_https"] is False
+
+
+def test_internationalised_server_name_matches_its_a_label(cert_factory, tls_peer):
+    # A U-label server_name was compared with the certificate's A-label SAN (false hostname_mismatch), and one
+    # outside Latin-1 raised UnicodeEncodeError out of the module when building the Host header.
+    peer = tls_peer(cert_factory.leaf("xn--bcher-kva.example", sans=("xn--bcher-kva.example", "xn--e1afmkfd.example")))
+    endpoints = [
+        dict(
+            name=name,
+            host="127.0.0.1",
+            port=peer.port,
+            server_name=server_name,
+            http_checks=True,
+            **{"http_redirect_port": 0},
+        )
+        for name, server_name in (("latin", "bücher.example"), ("cyrillic", "пример.example"))
+    ]
+    got = _run(cert_factory, endpoints)
+    for endpoint in got.values():
+        assert endpoint["hostname_match"] is True and endpoint["chain"]["trusted"] is True, endpoint["problems"]
+        assert "hostname_mismatch" not in _codes(endpoint) and endpoint["http"]["status"] == 200
+    assert got["cyrillic"]["server_name"] == "xn--e1afmkfd.example"
