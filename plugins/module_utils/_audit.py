@@ -22,7 +22,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._audit_catalog impor
     read_triggers,
     resolve_tables,
 )
-from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS
+from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS, WRITER_ROLE
 from ansible_collections.locksmith.ops.plugins.module_utils._postgres import (
     InvalidIdentifier,
     fetch_all,
@@ -178,11 +178,11 @@ def _grant_steps(params: dict, current: list) -> tuple:
     """(steps, desired grants) so that only the auditor role can read the log, and nobody else has rights."""
     ident = sql.Identifier(params["audit_schema"])
     auditor = params.get("auditor_role")
-    desired = []
+    # The trigger functions' owner (migration 3) writes the log; it needs nothing else.
+    desired = [("log", WRITER_ROLE, "INSERT"), ("schema", WRITER_ROLE, "USAGE")]
     if auditor:
-        desired = sorted(
-            [("log", auditor, "SELECT"), ("schema", auditor, "USAGE"), ("schema_version", auditor, "SELECT")]
-        )
+        desired += [("log", auditor, "SELECT"), ("schema", auditor, "USAGE"), ("schema_version", auditor, "SELECT")]
+    desired.sort()
     steps = []
     for obj, grantee, privilege in current:
         if (obj, grantee, privilege) in desired:

@@ -346,9 +346,65 @@ END
 $locksmith$""",
 ]
 
+# The role the trigger functions run as (SECURITY DEFINER runs as the owner). One per cluster, shared by every
+# database's audit schema; it may only insert into the log.
+WRITER_ROLE = "locksmith_audit_writer"
+
+# Version 3: the trigger functions run as WRITER_ROLE, not as the role that ran the module (a superuser, as a
+# rule). to_jsonb(NEW) calls any cast to json that the owner of a column's type created, so the owner of an
+# audited table could add a column of their own enum with a cast whose function runs ALTER ROLE ... SUPERUSER
+# inside the trigger, as the function's owner. Run as WRITER_ROLE, such code can insert log rows and nothing
+# else (the DDL guard below keeps it from dropping or changing the functions). The grants are kept by the
+# module's grant reconciliation (USAGE on the schema, INSERT on the log), the sequence here.
+_V3 = [
+    """DO $locksmith$
+BEGIN
+    BEGIN
+        CREATE ROLE locksmith_audit_writer;
+    EXCEPTION WHEN duplicate_object THEN
+        NULL;
+    END;
+    -- A role of that name made by someone else gets no attribute that would widen what the triggers can do.
+    ALTER ROLE locksmith_audit_writer NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOLOGIN NOREPLICATION
+        NOBYPASSRLS CONNECTION LIMIT 0 PASSWORD NULL;
+    -- A role that is not a superuser may give a function away only to a role it belongs to.
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        EXECUTE pg_catalog.format('GRANT locksmith_audit_writer TO %I', current_user);
+    END IF;
+END
+$locksmith$""",
+    # USAGE on the schema and INSERT on the log are the grant reconciliation's (_audit._grant_steps).
+    "GRANT USAGE ON SEQUENCE {s}.log_id_seq TO locksmith_audit_writer",
+    "ALTER FUNCTION {s}.log_row() OWNER TO locksmith_audit_writer",
+    "ALTER FUNCTION {s}.log_statement() OWNER TO locksmith_audit_writer",
+    # The owner of a function may drop it (CASCADE takes every audit trigger with it) or alter it; code that
+    # runs as WRITER_ROLE never needs to, so this database refuses such DDL from it.
+    """CREATE FUNCTION {s}.refuse_writer_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = '' AS $locksmith$
+BEGIN
+    IF current_user = 'locksmith_audit_writer' THEN
+        RAISE EXCEPTION 'locksmith_audit_writer may not run %', TG_TAG
+            USING HINT = 'code that runs inside the audit triggers cannot change the schema';
+    END IF;
+END
+$locksmith$""",
+    "REVOKE ALL ON FUNCTION {s}.refuse_writer_ddl() FROM PUBLIC",
+    """DO $locksmith$
+BEGIN
+    -- Only a superuser may create event triggers; without one the guard is missing (docs/audit.md).
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'locksmith_audit_writer_ddl') THEN
+        EXECUTE pg_catalog.format('CREATE EVENT TRIGGER locksmith_audit_writer_ddl ON ddl_command_start '
+                                  'EXECUTE FUNCTION %I.refuse_writer_ddl()', {s_lit}::text);
+    END IF;
+END
+$locksmith$""",
+]
+
 # (version, description, statements). Append only.
 MIGRATIONS = [
     (1, "audit log partitioned by month, row and statement triggers, retention", _V1),
     (2, "cheaper row trigger: no CHECK constraints on the log, lighter diff_only", _V2),
+    (3, "trigger functions run as locksmith_audit_writer, which may only insert into the log", _V3),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

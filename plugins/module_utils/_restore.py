@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
+from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import WRITER_ROLE
 from ansible_collections.locksmith.ops.plugins.module_utils._backup import iso as iso_utc
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import artefact_suffixes, plain_chunks
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
@@ -46,6 +47,8 @@ _USER_RELATIONS = (
 _OWNED = ("TABLE", "SCHEMA", "SEQUENCE", "VIEW", "TYPE", "DOMAIN")
 _TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
 MAX_NAME_BYTES = 63
+# Roles this collection makes itself, which restored objects may belong to: name -> CREATE ROLE attributes.
+OWN_ROLES = {WRITER_ROLE: "NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOLOGIN NOREPLICATION NOBYPASSRLS"}
 # Names are compared with the catalogs as values, never put into SQL; what no catalog can hold is refused.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_IN_DATABASE_NAMES = re.compile(r"""['";\\\x00-\x1f\x7f]""")
@@ -360,6 +363,21 @@ class Server:
 
     def drop_database(self, name):
         self.run("postgres", _sql().SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_postgres.identifier(name)))
+
+    def create_own_roles(self, owners):
+        """Create this collection's roles that the archive's objects belong to and the server lacks; [names].
+
+        A database audited by audit_trigger holds trigger functions owned by the audit writer role, which has no
+        login and no privilege outside that database's audit schema: a restore server without it could not take
+        their ownership, so it is made here rather than asked of every restore host.
+        """
+        made = []
+        for name in sorted(set(owners) & set(OWN_ROLES)):
+            found = self.run("postgres", "SELECT 1 AS one FROM pg_roles WHERE rolname = %s", (name,), rows=True)
+            if not found:
+                self.run("postgres", _sql().SQL("CREATE ROLE {} " + OWN_ROLES[name]).format(_postgres.identifier(name)))
+                made.append(name)
+        return made
 
 
 def _sql():

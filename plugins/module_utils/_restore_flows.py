@@ -148,6 +148,8 @@ class RestoreJob:
                     self.server.create_database(self.target)
                     if self.mode == "drill":
                         scratch = self.target
+                    if not self.params.get("no_owner"):
+                        result["roles_created"] = self.server.create_own_roles(toc["owners"])
                     R.run_pg_restore(
                         R.pg_restore_argv(self.pg_restore, self.target, plain_path, self.params),
                         self.params,

@@ -146,6 +146,11 @@ extends_documentation_fragment:
 notes:
   - The owner of an audited table can still drop or disable its triggers; the next run reports that as a change
     and restores them. Keep application roles from owning the tables if that matters.
+  - The trigger functions run as C(locksmith_audit_writer), a role this module creates (no login, no attributes) that
+    may only insert into the log. Code a table owner smuggles into the trigger (a cast to json on a type they own,
+    which C(to_jsonb) calls) therefore runs with that role's rights, not the module user's; an event trigger keeps
+    it from dropping or changing the functions. The module's login needs to be a superuser for the event trigger
+    (without one it is skipped) and CREATEROLE at least for the role.
   - Trigger changes take a short C(SHARE ROW EXCLUSIVE) lock on each table; the module waits at most 30 seconds
     for it and then fails with nothing changed.
 seealso:

@@ -404,6 +404,15 @@ safety_backups:
   elements: dict
   sample:
     - {database: app, id: 20261127T030000Z-9c1d, location: /var/backups/pre-restore/app/20261127T030000Z-9c1d}
+roles_created:
+  description:
+    - Roles of this collection that the backup's objects belong to and the server lacked, created (no login,
+      no attributes) before the restore. Today that is C(locksmith_audit_writer), the owner of the trigger
+      functions of a database audited by M(locksmith.ops.audit_trigger).
+  returned: O(mode=drill) or O(mode=recover) of one database, without O(no_owner), not in check mode
+  type: list
+  elements: str
+  sample: [locksmith_audit_writer]
 executed_queries:
   description: SQL statements run on the server (existence checks, CREATE/DROP DATABASE, counts, assertions).
   returned: always

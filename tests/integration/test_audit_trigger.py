@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from psycopg2 import errors, sql
 
-from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS
+from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS, WRITER_ROLE
 from tests.harness.ansible import run_module_inprocess
 
 MODULE = "audit_trigger"
@@ -365,6 +365,9 @@ def test_application_role_cannot_modify_the_log(pg_cluster, shop, roles):
         ("log", auditor, "SELECT"),
         ("schema", auditor, "USAGE"),
         ("schema_version", auditor, "SELECT"),
+        # The trigger functions' owner (migration 3) writes the log, and may do nothing else.
+        ("log", WRITER_ROLE, "INSERT"),
+        ("schema", WRITER_ROLE, "USAGE"),
     }
 
 
@@ -487,7 +490,12 @@ def test_upgrade_from_version_1_is_one_idempotent_migration(pg_cluster, shop):
     args = {"tables": ["users"], "operations": ["insert", "update", "delete", "truncate"], "partitions_ahead": 1}
     predicted = run(pg_cluster, db, check=True, diff=True, **args)
     assert predicted["changed"] is True
-    assert predicted["actions"] == ["migrate audit schema audit to version 2 (%s)" % MIGRATIONS[1][1]]
+    assert predicted["actions"] == [
+        "migrate audit schema audit to version 2 (%s)" % MIGRATIONS[1][1],
+        "migrate audit schema audit to version 3 (%s)" % MIGRATIONS[2][1],
+        "grant INSERT on audit log to %s" % WRITER_ROLE,
+        "grant USAGE on audit schema to %s" % WRITER_ROLE,
+    ]
     assert predicted["diff"]["before"]["audit_schema"]["version"] == 1
     assert predicted["diff"]["after"]["audit_schema"]["version"] == LATEST_VERSION
     # Existing partitions are neither predicted as created nor touched.
@@ -520,3 +528,62 @@ def test_upgrade_from_version_1_is_one_idempotent_migration(pg_cluster, shop):
     # A partition created after the upgrade has no CHECK copy either.
     q(pg_cluster, db, "SELECT audit.create_partition('2020-01-01')")
     assert q(pg_cluster, db, checks) == [(0,)]
+
+
+# ---- what code inside the triggers can do -----------------------------------------------------------
+# to_jsonb(NEW) calls any cast to json that the owner of a column's type created. The owner of an audited table
+# can add a column of their own enum with such a cast, so the cast's function runs inside the trigger function
+# with the rights of that function's owner: before migration 3 the role that ran the module, a superuser.
+CAST = (
+    "CREATE OR REPLACE FUNCTION mood_json(mood) RETURNS json LANGUAGE plpgsql AS $f$ "
+    "BEGIN EXECUTE %s; RETURN to_json($1::text); END $f$"
+)
+
+
+def test_a_cast_in_the_trigger_runs_as_the_writer_and_cannot_escalate_or_drop(pg_cluster, shop):
+    db, app = shop["db"], shop["app"]
+    q(pg_cluster, db, 'GRANT CREATE ON SCHEMA public TO "%s"' % app)
+    assert run(pg_cluster, db, tables=["users"])["changed"] is True
+    assert q(
+        pg_cluster,
+        db,
+        "SELECT proname::text, pg_get_userbyid(proowner)::text FROM pg_proc "
+        "WHERE pronamespace = 'audit'::regnamespace AND prosecdef ORDER BY 1",
+    ) == [("log_row", WRITER_ROLE), ("log_statement", WRITER_ROLE)]
+    assert q(
+        pg_cluster,
+        db,
+        "SELECT rolsuper, rolcanlogin, rolinherit, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles "
+        "WHERE rolname = %s",
+        (WRITER_ROLE,),
+    ) == [(False, False, False, False, False, False)]
+    before = triggers(pg_cluster, db)
+
+    # The owner of users turns a column of its own type into code that runs inside the trigger.
+    escalate = "'ALTER ROLE %s SUPERUSER'" % app
+    as_role(
+        pg_cluster,
+        db,
+        app,
+        [
+            "CREATE TYPE mood AS ENUM ('happy')",
+            CAST % escalate,
+            "CREATE CAST (mood AS json) WITH FUNCTION mood_json(mood)",
+            "ALTER TABLE users ADD COLUMN m mood",
+        ],
+    )
+    with pytest.raises(psycopg2.Error, match=r"permission denied|must be superuser"):
+        as_role(pg_cluster, db, app, ["INSERT INTO users VALUES (1, 'ann', 'h', 'happy')"])
+    assert q(pg_cluster, db, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", (app,)) == [(False,)]
+
+    # Nor can it take the audit away: dropping the trigger function would cascade to every audit trigger.
+    as_role(pg_cluster, db, app, [CAST % "'DROP FUNCTION audit.log_row() CASCADE'"])
+    with pytest.raises(psycopg2.Error, match="locksmith_audit_writer may not run DROP FUNCTION"):
+        as_role(pg_cluster, db, app, ["INSERT INTO users VALUES (2, 'bob', 'h', 'happy')"])
+    assert triggers(pg_cluster, db) == before
+    assert q(pg_cluster, db, "SELECT count(*) FROM users") == [(0,)]
+
+    # What it may do is insert into the log, as the triggers do; a harmless cast keeps working.
+    as_role(pg_cluster, db, app, [CAST % "'SELECT 1'", "INSERT INTO users VALUES (3, 'cy', 'h', 'happy')"])
+    assert q(pg_cluster, db, "SELECT new_data->>'m' FROM audit.log WHERE operation = 'INSERT'") == [("happy",)]
+    assert run(pg_cluster, db, tables=["users"])["changed"] is False

@@ -301,3 +301,29 @@ def test_decrypt_into_a_full_work_dir_blames_work_dir_not_the_key(tmp_path, monk
     with pytest.raises(R.RestoreError, match=r"app\.dump' failed \(No space left on device\); work_dir needs") as err:
         R.decrypt(entry, str(fetched), str(plain), None)
     assert err.value.details["option"] == "work_dir"
+
+
+class _FakeServer(R.Server):
+    """A Server whose statements go to a list; pg_roles holds ``roles``."""
+
+    def __init__(self, roles):
+        super().__init__({})
+        self.roles = set(roles)
+        self.statements = []
+
+    def run(self, dbname, statement, args=None, rows=False):
+        if rows:
+            return [{"one": 1}] if args[0] in self.roles else []
+        self.statements.append(statement)
+        return None
+
+
+def test_restore_creates_only_the_collections_own_missing_roles():
+    from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import WRITER_ROLE
+
+    server = _FakeServer(roles={"postgres"})
+    # The archive's owners: an application role (the restore host must have it) and the audit writer.
+    assert server.create_own_roles(["app", WRITER_ROLE, "postgres"]) == [WRITER_ROLE]
+    assert len(server.statements) == 1
+    assert R.OWN_ROLES[WRITER_ROLE].split()[-3:] == ["NOLOGIN", "NOREPLICATION", "NOBYPASSRLS"]
+    assert _FakeServer(roles={WRITER_ROLE}).create_own_roles([WRITER_ROLE]) == []
