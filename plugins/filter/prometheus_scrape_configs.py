@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 
@@ -16,6 +17,19 @@ _ADDRESS = re.compile(r"^[^\s/@]+\Z")
 
 def _fail(message):
     raise AnsibleFilterError("prometheus_scrape_configs: %s" % message)
+
+
+def _ipv6(address):
+    """True for an IPv6 address, bare or in brackets."""
+    try:
+        return (
+            ipaddress.ip_address(
+                address[1:-1] if address.startswith("[") and address.endswith("]") else address
+            ).version
+            == 6
+        )
+    except ValueError:
+        return False
 
 
 def _target(address, port):
@@ -75,6 +89,12 @@ def prometheus_scrape_configs(
                 _fail(
                     "host %s address %r (from %s, ansible_host or its name) must be a host name or an IP address"
                     % (name, address, address_var)
+                )
+            if ":" in address and not _ipv6(address):
+                # 10.0.0.5:22 would become the target [10.0.0.5:22]:9100, which nothing answers.
+                _fail(
+                    "host %s address %r (from %s, ansible_host or its name) carries a port or is not an IPv6 "
+                    "address; give the host alone, the job's port is added" % (name, address, address_var)
                 )
             static_configs.append({"targets": [_target(address, int(port))], "labels": {"host": name}})
         config = {"job_name": job["job"], "static_configs": static_configs}

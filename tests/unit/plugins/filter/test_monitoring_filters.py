@@ -150,11 +150,19 @@ def test_groups_without_rules_are_kept():
         (JOBS[:1], {"all": "db1"}, HOSTVARS, r"groups\['all'\] must be a list"),
         (JOBS[:1], GROUPS, dict(HOSTVARS, web1={"ansible_host": "10.0.0.6\n"}), "host web1 address '10.0.0.6\\\\n'"),
         (JOBS[:1], GROUPS, dict(HOSTVARS, web1={"ansible_host": ["10.0.0.6"]}), "host web1 address"),
+        (JOBS[:1], GROUPS, dict(HOSTVARS, web1={"ansible_host": "10.0.0.6:22"}), "'10.0.0.6:22' .* carries a port"),
+        (JOBS[:1], GROUPS, dict(HOSTVARS, web1={"ansible_host": "web1:22"}), "'web1:22' .* carries a port"),
     ],
 )
 def test_wrong_types_and_values_are_refused_before_promtool(jobs, groups, hostvars, message):
     with pytest.raises(AnsibleFilterError, match=message):
         prometheus_scrape_configs(jobs, groups, hostvars)
+
+
+def test_ipv6_addresses_are_bracketed_once():
+    hostvars = dict(HOSTVARS, web1={"ansible_host": "fd00::6"}, db1={"ansible_host": "[fd00::5]"})
+    (node,) = prometheus_scrape_configs(JOBS[:1], {"all": ["db1", "web1"]}, hostvars)
+    assert [c["targets"] for c in node["static_configs"]] == [["[fd00::5]:9100"], ["[fd00::6]:9100"]]
 
 
 def test_a_port_given_as_a_string_is_written_as_a_number():
