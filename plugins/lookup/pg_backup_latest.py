@@ -117,6 +117,7 @@ from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
 from ansible.module_utils.common.parameters import remove_values  # noqa: E402
 from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+from ansible.module_utils.parsing.convert_bool import boolean  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 
@@ -134,6 +135,14 @@ display = Display()
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        # Plugin options convert booleans loosely ('maybe' reads as false): a safety switch is read strictly.
+        if "verify_checksums" in kwargs:
+            try:
+                boolean(kwargs["verify_checksums"], strict=True)
+            except TypeError as err:
+                raise AnsibleLookupError(
+                    "verify_checksums %r is not a boolean; use true or false" % (kwargs["verify_checksums"],)
+                ) from err
         self.set_options(var_options=variables, direct=kwargs)
         if not terms:
             raise AnsibleLookupError(
