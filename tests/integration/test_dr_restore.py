@@ -18,6 +18,23 @@ def conn(cluster):
     return {"login_host": cluster.host, "login_port": cluster.port, "ssl_mode": "disable", "connect_timeout": 3}
 
 
+def pitr_args(cluster, conf, **changes):
+    """mode=pitr of the archived cluster's stanza onto a free port; ``changes`` override."""
+    from tests.harness.process import free_port
+
+    values = dict(
+        conn(cluster),
+        database="app",
+        destinations=[],
+        mode="pitr",
+        pgbackrest_stanza="pitr",
+        pgbackrest_config=str(conf),
+        pitr_port=free_port(),
+    )
+    values.update(changes)
+    return values
+
+
 def local(path):
     return {"type": "local", "path": str(path)}
 
@@ -411,8 +428,6 @@ def test_pitr_brings_back_deleted_rows(archived_cluster, dirs):
 
     import psycopg2
 
-    from tests.harness.process import free_port
-
     cluster, conf, work, base = archived_cluster
     # pgBackRest keeps backup stop times in whole seconds and needs a target strictly after one.
     time.sleep(1.1)
@@ -424,21 +439,16 @@ def test_pitr_brings_back_deleted_rows(archived_cluster, dirs):
     time.sleep(1.1)
     cluster.query("DELETE FROM t", dbname="app")
     subprocess.run([*base, "check"], check=True, capture_output=True)  # switches and archives the WAL
-    port = free_port()
-    args = dict(
-        conn(cluster),
-        database="app",
-        destinations=[],
-        mode="pitr",
-        pgbackrest_stanza="pitr",
-        pgbackrest_config=str(conf),
+    args = pitr_args(
+        cluster,
+        conf,
         pitr_target_type="time",
         pitr_target=target_time,
         pitr_data_dir=str(work / "restored"),
-        pitr_port=port,
         report_dir=str(dirs["reports"]),
         assertions=[{"name": "rows back", "sql": "SELECT count(*) FROM t", "expected": 150}],
     )
+    port = args["pitr_port"]
     predicted = run_module_inprocess("pg_backup_restore", args, check=True)
     assert predicted["changed"] and predicted["restore"]["target"]["value"] == target_time, predicted
     assert not (work / "restored").exists()

@@ -15,33 +15,18 @@ from pathlib import Path
 import pytest
 
 from tests.harness.ansible import run_module_inprocess
-from tests.harness.process import free_port
 from tests.integration import test_dr_restore
 
 pytestmark = pytest.mark.postgres
 # The PITR fixture of test_dr_restore: a cluster archiving into a pgBackRest stanza, with one backup.
 archived_cluster = test_dr_restore.archived_cluster
+pitr_args = test_dr_restore.pitr_args
 
 PAYLOAD = "users'; DROP TABLE x --"
 
 
 def conn(cluster):
     return {"login_host": cluster.host, "login_port": cluster.port, "ssl_mode": "disable", "connect_timeout": 3}
-
-
-def pitr_args(cluster, conf, **changes):
-    """mode=pitr of the archived cluster's stanza onto a free port; ``changes`` override."""
-    values = dict(
-        conn(cluster),
-        database="app",
-        destinations=[],
-        mode="pitr",
-        pgbackrest_stanza="pitr",
-        pgbackrest_config=str(conf),
-        pitr_port=free_port(),
-    )
-    values.update(changes)
-    return values
 
 
 def postmasters_in(directory):
