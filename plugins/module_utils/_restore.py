@@ -25,6 +25,11 @@ from ansible_collections.locksmith.ops.plugins.module_utils._backup import iso a
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import artefact_suffixes, plain_chunks
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import READ_SIZE, dump_env, stream_command
+from ansible_collections.locksmith.ops.plugins.module_utils._restore_globals import (
+    _CONTROL,
+    _UNSAFE_NAME,
+    MAX_NAME_BYTES,
+)
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import ALL_DATABASES_LABEL, storage_argument_spec
 
 MODES = ["drill", "recover", "tables", "pitr"]
@@ -46,12 +51,8 @@ _USER_RELATIONS = (
 # `pg_restore --list` lines: "<id>; <oid> <oid> <TYPE words> <schema|-> <name> <owner>"
 _OWNED = ("TABLE", "SCHEMA", "SEQUENCE", "VIEW", "TYPE", "DOMAIN")
 _TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
-MAX_NAME_BYTES = 63
 # Roles this collection makes itself, which restored objects may belong to: name -> CREATE ROLE attributes.
 OWN_ROLES = {WRITER_ROLE: "NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOLOGIN NOREPLICATION NOBYPASSRLS"}
-# Names are compared with the catalogs as values, never put into SQL; what no catalog can hold is refused.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_NOT_IN_DATABASE_NAMES = re.compile(r"""['";\\\x00-\x1f\x7f]""")
 
 
 class RestoreError(LocksmithError):
@@ -418,7 +419,9 @@ def tables_by_schema(tables):
 def check_names(values, option):
     """``roles``, ``extensions`` or ``databases`` entries: names a catalog can hold; raise RestoreError naming one.
 
-    ``databases`` entries must also be free of quotes, ';' and backslashes, as the manifest's names are.
+    ``databases`` entries must also be free of quotes, ';' and backslashes, as the manifest's names are. The
+    names are compared with the catalogs as values, never put into SQL, by the same rules _restore_globals
+    judges a backup's names with.
     """
     for index, value in enumerate(values):
         problem = None
@@ -430,7 +433,7 @@ def check_names(values, option):
             problem = "holds a control character (NUL, newline, ...)"
         elif option == "extensions" and ("/" in value or "--" in value):
             problem = "holds '/' or '--', which no extension name may"
-        elif option == "databases" and _NOT_IN_DATABASE_NAMES.search(value):
+        elif option == "databases" and _UNSAFE_NAME.search(value):
             problem = "holds quotes, ';' or a backslash, which no backed-up database name does"
         if problem:
             raise RestoreError(
