@@ -162,7 +162,11 @@ def read_triggers(conn, table_oids=None) -> dict:
     """{'schema.table': {trigger name: spec}} of our triggers (all tables, or only the given oids)."""
     query = (
         "SELECT n.nspname AS schema, c.relname AS table, t.tgname, t.tgtype, t.tgenabled, t.tgnargs, t.tgargs, "
-        "pn.nspname AS fschema, p.proname, t.tgqual IS NOT NULL AS has_when "
+        "pn.nspname AS fschema, p.proname, t.tgqual IS NOT NULL AS has_when, "
+        # A row trigger's clone on a partition can be switched off there alone; that is drift of this trigger.
+        "EXISTS (SELECT 1 FROM pg_partition_tree(t.tgrelid) pt JOIN pg_trigger ct ON ct.tgrelid = pt.relid "
+        "AND ct.tgname = t.tgname AND ct.tgparentid <> 0 WHERE pt.level > 0 AND ct.tgenabled NOT IN ('O', 'A')) "
+        "AS clone_off "
         "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace "
         "WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgname LIKE %(prefix)s"
@@ -183,7 +187,8 @@ def read_triggers(conn, table_oids=None) -> dict:
             "function": "%s.%s" % (row["fschema"], row["proname"]),
             "args": [a.decode("utf-8", "replace") for a in args],
             "when": row["has_when"],
-            "enabled": row["tgenabled"] != "D",
+            # 'D' never fires, 'R' only in replica sessions; 'O' (the default) and 'A' fire in ordinary ones.
+            "enabled": row["tgenabled"] in ("O", "A") and not row["clone_off"],
         }
     return out
 

@@ -79,7 +79,10 @@ grants:
   elements: dict
   sample: [{object: log, grantee: auditor, privilege: SELECT}]
 tables:
-  description: Each audited table and its audit triggers with their options.
+  description:
+    - Each audited table and its audit triggers with their options.
+    - C(enabled) is false when the trigger does not fire in ordinary sessions (disabled, or enabled for replica
+      sessions only) or, for a row trigger of a partitioned table, when its clone is switched off on a partition.
   returned: always
   type: dict
   sample:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.integration.test_audit_trigger import log_rows, q, run
+from tests.integration.test_audit_trigger import info, log_rows, q, run
 
 
 def _partitioned(cluster, database):
@@ -69,3 +69,40 @@ def test_a_partition_named_directly_is_refused(pg_cluster, pg_database):
     assert run(pg_cluster, db, tables=["ev"])["changed"] is True
     again = run(pg_cluster, db, tables=["ev", "ev_2027"])
     assert again["failed"] is True and again["msg"].startswith("tables[1] 'public.ev_2027' is a partition of")
+
+
+def test_a_trigger_switched_off_on_a_partition_or_for_replicas_only_is_repaired(pg_cluster, pg_database):
+    """The table's owner can switch a cloned row trigger off on one partition, or make a trigger fire in replica
+    sessions only ('R'): either way ordinary writes go unlogged, so both are drift that a run repairs."""
+    db = pg_database
+    _partitioned(pg_cluster, db)
+    run(pg_cluster, db, tables=["ev"])
+    q(pg_cluster, db, "ALTER TABLE ev_2027 DISABLE TRIGGER locksmith_audit_insert")
+    q(pg_cluster, db, "CREATE TABLE plain (id int PRIMARY KEY)")
+    run(pg_cluster, db, tables=["plain"])
+    q(pg_cluster, db, "ALTER TABLE plain ENABLE REPLICA TRIGGER locksmith_audit_delete")
+
+    listed = info(pg_cluster, db)["tables"]
+    assert listed["public.ev"]["locksmith_audit_insert"]["enabled"] is False, listed
+    assert listed["public.plain"]["locksmith_audit_delete"]["enabled"] is False, listed
+    assert listed["public.ev"]["locksmith_audit_update"]["enabled"] is True, listed
+
+    predicted = run(pg_cluster, db, tables=["ev", "plain"], check=True, diff=True)
+    assert predicted["changed"] is True, predicted
+    assert sorted(a for a in predicted["actions"] if "trigger" in a) == [
+        "replace trigger locksmith_audit_delete on public.plain",
+        "replace trigger locksmith_audit_insert on public.ev",
+    ], predicted["actions"]
+    repaired = run(pg_cluster, db, tables=["ev", "plain"])
+    assert repaired["actions"] == predicted["actions"], repaired
+    assert run(pg_cluster, db, tables=["ev", "plain"])["changed"] is False
+    assert q(
+        pg_cluster,
+        db,
+        "SELECT tgenabled FROM pg_trigger WHERE tgname = 'locksmith_audit_insert' AND tgrelid = 'ev_2027'::regclass",
+    ) == [("O",)]
+
+    q(pg_cluster, db, "INSERT INTO ev VALUES (5, '2027-06-01', 'x'); INSERT INTO plain VALUES (1)")
+    q(pg_cluster, db, "DELETE FROM plain")
+    rows = [(r[0], r[3]) for r in log_rows(pg_cluster, db)]
+    assert rows == [("INSERT", "ev_2027"), ("INSERT", "plain"), ("DELETE", "plain")], rows
