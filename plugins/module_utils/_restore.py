@@ -50,6 +50,9 @@ _USER_RELATIONS = (
 )
 # `pg_restore --list` lines: "<id>; <oid> <oid> <TYPE words> <schema|-> <name> <owner>"
 _OWNED = ("TABLE", "SCHEMA", "SEQUENCE", "VIEW", "TYPE", "DOMAIN")
+# Routines are listed with their argument types, which may hold spaces: "FUNCTION audit log_row() owner",
+# "FUNCTION public f(integer, text) owner".
+_ROUTINE = re.compile(r"^(?:FUNCTION|PROCEDURE|AGGREGATE) \S+ \S.*\) (?P<owner>\S+)$")
 _TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
 # Roles this collection makes itself, which restored objects may belong to: name -> CREATE ROLE attributes.
 OWN_ROLES = {WRITER_ROLE: "NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOLOGIN NOREPLICATION NOBYPASSRLS"}
@@ -314,7 +317,10 @@ def parse_toc(text):
         if not match:
             continue
         words = match.group("rest").split()
-        if words[0] == "EXTENSION" and len(words) >= 3:
+        routine = _ROUTINE.match(match.group("rest"))
+        if routine:
+            owners.add(routine.group("owner"))
+        elif words[0] == "EXTENSION" and len(words) >= 3:
             extensions.add(words[2])
         elif words[0] in _OWNED and len(words) == 4:
             owners.add(words[3])

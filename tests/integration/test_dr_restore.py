@@ -153,6 +153,29 @@ def test_a_drill_that_keeps_its_scratch_database_reports_a_change(pg_cluster, se
         pg_cluster.drop_database(scratch)
 
 
+def test_a_drill_of_an_audited_database_on_a_fresh_server_creates_the_audit_writer(pg_cluster, seeded, dirs):
+    """audit_trigger's functions belong to locksmith_audit_writer (a role of the cluster, not of the database): a
+    restore server that never ran audit_trigger lacks it, and pg_restore failed on their OWNER TO."""
+    from tests.harness.postgres import PostgresCluster
+
+    audited = run_module_inprocess("audit_trigger", dict(conn(pg_cluster), database=seeded, tables=["public.users"]))
+    assert audited["changed"] is True, audited
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    fresh = PostgresCluster().start()
+    try:
+        writer = "SELECT rolcanlogin, rolsuper, rolinherit FROM pg_roles WHERE rolname = 'locksmith_audit_writer'"
+        assert fresh.query(writer) == []
+        result = restore(fresh, seeded, [local(dirs["backups"])])
+        assert not result.get("failed"), result.get("msg")
+        assert result["roles_created"] == ["locksmith_audit_writer"], result
+        assert result["report"]["passed"] is True, result["report"]
+        assert fresh.query(writer) == [(False, False, False)]
+        again = restore(fresh, seeded, [local(dirs["backups"])])
+        assert not again.get("failed") and again["roles_created"] == [], again
+    finally:
+        fresh.stop()
+
+
 def test_corrupt_backup_fails_the_drill_before_restoring(pg_cluster, seeded, dirs):
     manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
     artefact = dirs["backups"] / seeded / manifest["id"] / manifest["artefacts"][0]["name"]

@@ -24,6 +24,10 @@ TOC = """;
 216; 1259 16428 TABLE sales orders app_owner
 3460; 0 16423 TABLE DATA public users postgres
 3300; 2606 16427 CONSTRAINT public users users_pkey postgres
+240; 1255 16440 FUNCTION audit log_row() locksmith_audit_writer
+241; 1255 16441 FUNCTION audit maintain(integer, integer, timestamp with time zone) postgres
+242; 1255 16442 PROCEDURE public archive(text) proc_owner
+243; 1255 16443 AGGREGATE public total(numeric) agg_owner
 """
 
 
@@ -31,7 +35,7 @@ def test_parse_toc_reads_extensions_owners_and_tables():
     parsed = R.parse_toc(TOC)
     assert parsed == {
         "extensions": ["pgcrypto"],
-        "owners": ["app_owner", "postgres"],
+        "owners": ["agg_owner", "app_owner", "locksmith_audit_writer", "postgres", "proc_owner"],
         "tables": ["public.users", "sales.orders"],
     }
 
