@@ -60,6 +60,7 @@ def tls_check_argument_spec() -> dict:
         timeout=dict(type="float", default=10.0),
         concurrency=dict(type="int", default=16),
         hsts_min_age_seconds=dict(type="int", default=DEFAULT_HSTS_MIN_AGE),
+        weak_cipher_check=dict(type="bool", default=True),
         fail_on=dict(type="str", default="critical", choices=FAIL_ON),
         metrics_dir=dict(type="path"),
         metrics_subject=dict(type="str"),
@@ -179,6 +180,7 @@ class Checker:
             "protocol": None,
             "cipher": None,
             "protocols_below_minimum": {},
+            "weak_cipher": None,
             "certificate": None,
             "chain": None,
             "hostname_match": None,
@@ -225,6 +227,8 @@ class Checker:
         if flight is not None:
             result["ocsp_stapled"] = flight["ocsp_der"] is not None
             result["ocsp"] = _tls_cert.describe_ocsp(flight["ocsp_der"]) if flight["ocsp_der"] else None
+        if self.params["weak_cipher_check"]:
+            result["weak_cipher"] = _tls_probe.weak_cipher(target)
         if ep.get("http_checks"):
             result["http"] = self._http(ep, target)
 

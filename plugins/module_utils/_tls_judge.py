@@ -56,9 +56,29 @@ def judge(result: dict, warn_days: int, crit_days: int, min_protocol: str, hsts_
             "%s: accepts %s, below min_protocol %s; disable them on the server"
             % (name, ", ".join(below), min_protocol),
         )
+    _judge_cipher(problems, result)
     _judge_certificate(problems, result, warn_days, crit_days)
     _judge_http(problems, result, hsts_min)
     return problems
+
+
+def _judge_cipher(problems: list, result: dict) -> None:
+    suite = result.get("weak_cipher")
+    if not suite:
+        return
+    if "NULL" in suite:
+        severity, why = "critical", "no encryption at all"
+    elif suite.startswith(("ADH-", "AECDH-", "EXP-ADH-")):
+        severity, why = "critical", "no server authentication, so anyone in the path can impersonate the server"
+    else:
+        severity, why = "warning", "a broken or export-grade cipher (RC4, DES, 3DES, IDEA or export)"
+    _problem(
+        problems,
+        "weak_cipher_accepted",
+        severity,
+        "%s: chose the weak cipher suite %s from a client offering only weak ones (%s); remove such suites "
+        "from the server's cipher list" % (result["name"], suite, why),
+    )
 
 
 def _judge_certificate(problems: list, result: dict, warn_days: int, crit_days: int) -> None:

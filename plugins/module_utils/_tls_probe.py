@@ -30,6 +30,51 @@ SSL_VERSIONS = {
 }
 # Everything OpenSSL still implements: old protocols need SHA-1 and small keys, refused above level 0.
 LEGACY_CIPHERS = "ALL:@SECLEVEL=0"
+# The suites the OCSP probe offers: what a current TLS 1.2 client sends.
+MODERN_SUITES = (0xC02C, 0xC02B, 0xC030, 0xC02F, 0xCCA9, 0xCCA8, 0xC024, 0xC023, 0xC028, 0xC027, 0xC00A, 0xC009)
+MODERN_SUITES += (0xC014, 0xC013, 0x009D, 0x009C, 0x003D, 0x003C, 0x0035, 0x002F)
+# Suites no server should choose, by code point, with OpenSSL's names. They are offered in a hand-made
+# ClientHello, so a server is probed for them whatever the local OpenSSL still builds (Debian's has no
+# RC4, DES, 3DES or export suites, so ssl.SSLContext could not offer them).
+WEAK_SUITES = {
+    0x0001: "NULL-MD5",
+    0x0002: "NULL-SHA",
+    0x003B: "NULL-SHA256",
+    0xC006: "ECDHE-ECDSA-NULL-SHA",
+    0xC010: "ECDHE-RSA-NULL-SHA",
+    0xC015: "AECDH-NULL-SHA",
+    0x0003: "EXP-RC4-MD5",
+    0x0006: "EXP-RC2-CBC-MD5",
+    0x0008: "EXP-DES-CBC-SHA",
+    0x0011: "EXP-DHE-DSS-DES-CBC-SHA",
+    0x0014: "EXP-DHE-RSA-DES-CBC-SHA",
+    0x0017: "EXP-ADH-RC4-MD5",
+    0x0019: "EXP-ADH-DES-CBC-SHA",
+    0x0004: "RC4-MD5",
+    0x0005: "RC4-SHA",
+    0xC007: "ECDHE-ECDSA-RC4-SHA",
+    0xC011: "ECDHE-RSA-RC4-SHA",
+    0x0018: "ADH-RC4-MD5",
+    0x0009: "DES-CBC-SHA",
+    0x0012: "DHE-DSS-DES-CBC-SHA",
+    0x0015: "DHE-RSA-DES-CBC-SHA",
+    0x001A: "ADH-DES-CBC-SHA",
+    0x000A: "DES-CBC3-SHA",
+    0x0013: "DHE-DSS-DES-CBC3-SHA",
+    0x0016: "DHE-RSA-DES-CBC3-SHA",
+    0xC008: "ECDHE-ECDSA-DES-CBC3-SHA",
+    0xC012: "ECDHE-RSA-DES-CBC3-SHA",
+    0x001B: "ADH-DES-CBC3-SHA",
+    0x0007: "IDEA-CBC-SHA",
+    0x0034: "ADH-AES128-SHA",
+    0x003A: "ADH-AES256-SHA",
+    0x006C: "ADH-AES128-SHA256",
+    0x006D: "ADH-AES256-SHA256",
+    0x00A6: "ADH-AES128-GCM-SHA256",
+    0x00A7: "ADH-AES256-GCM-SHA384",
+    0xC018: "AECDH-AES128-SHA",
+    0xC019: "AECDH-AES256-SHA",
+}
 PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 PG_PROTOCOL_3 = 196608
 MAX_HANDSHAKE_BYTES = 256 * 1024
@@ -223,10 +268,9 @@ def accepts(target: Target, ctx: ssl.SSLContext) -> tuple[bool | None, dict | No
         return (False, None) if err.code == "handshake_failed" else (None, None)
 
 
-def _client_hello(sni: str | None) -> bytes:
-    """A TLS 1.2 ClientHello asking for a stapled OCSP response (status_request)."""
-    suites = [0xC02C, 0xC02B, 0xC030, 0xC02F, 0xCCA9, 0xCCA8, 0xC024, 0xC023, 0xC028, 0xC027]
-    suites += [0xC00A, 0xC009, 0xC014, 0xC013, 0x009D, 0x009C, 0x003D, 0x003C, 0x0035, 0x002F, 0x00FF]
+def _client_hello(sni: str | None, suites=MODERN_SUITES) -> bytes:
+    """A TLS 1.2 ClientHello offering ``suites`` and asking for a stapled OCSP response (status_request)."""
+    suites = [*suites, 0x00FF]  # the renegotiation SCSV, as every client sends
     ext = b""
     if sni:
         name = sni.encode("idna")
@@ -256,14 +300,17 @@ def parse_server_flight(data: bytes) -> dict | None:
         if kind == 22:
             records += data[offset + 5 : offset + 5 + length]
         offset += 5 + length
-    found = {"done": False, "chain_der": [], "ocsp_der": None}
+    found = {"done": False, "chain_der": [], "ocsp_der": None, "cipher_suite": None}
     pos = 0
     while pos + 4 <= len(records):
         msg_type, length = records[pos], int.from_bytes(records[pos + 1 : pos + 4], "big")
         body = records[pos + 4 : pos + 4 + length]
         if len(body) < length:
             break
-        if msg_type == 11:
+        if msg_type == 2 and len(body) >= 35 and len(body) >= 37 + body[34]:
+            # ServerHello: version (2), random (32), session id (1 + n), then the chosen suite.
+            found["cipher_suite"] = int.from_bytes(body[35 + body[34] : 37 + body[34]], "big")
+        elif msg_type == 11:
             cpos = 3
             while cpos + 3 <= len(body):
                 clen = int.from_bytes(body[cpos : cpos + 3], "big")
@@ -277,11 +324,12 @@ def parse_server_flight(data: bytes) -> dict | None:
     return found
 
 
-def ocsp_staple(target: Target) -> dict | None:
-    """The server's TLS 1.2 flight for a ClientHello with status_request; None if it will not speak 1.2."""
+def _server_flight(target: Target, hello: bytes, enough) -> dict | None:
+    """Send ``hello`` and read the server's flight until ``enough(flight)``, an alert or the end; None on
+    an alert or a failed connection."""
     sock = open_plain(target)
     try:
-        sock.sendall(_client_hello(target.sni))
+        sock.sendall(hello)
         data, deadline = b"", time.monotonic() + target.timeout
         while len(data) < MAX_HANDSHAKE_BYTES:
             chunk = recv_by(sock, 65536, deadline)
@@ -289,13 +337,30 @@ def ocsp_staple(target: Target) -> dict | None:
                 break
             data += chunk
             flight = parse_server_flight(data)
-            if flight is None or flight["done"]:
+            if flight is None or enough(flight):
                 return flight
         return parse_server_flight(data)
     except OSError:
         return None
     finally:
         sock.close()
+
+
+def ocsp_staple(target: Target) -> dict | None:
+    """The server's TLS 1.2 flight for a ClientHello with status_request; None if it will not speak 1.2."""
+    return _server_flight(target, _client_hello(target.sni), lambda flight: flight["done"])
+
+
+def weak_cipher(target: Target) -> str | None:
+    """The suite the server chooses from a ClientHello offering only WEAK_SUITES, or None when it refuses them
+    all (a handshake alert, or no ServerHello)."""
+    flight = _server_flight(
+        target, _client_hello(target.sni, WEAK_SUITES), lambda flight: flight["cipher_suite"] is not None
+    )
+    if not flight or flight["cipher_suite"] is None:
+        return None
+    suite = int(flight["cipher_suite"])
+    return WEAK_SUITES.get(suite, "0x%04X" % suite)
 
 
 def postgres_accepts_plaintext(target: Target, user: str) -> tuple[bool | None, str]:

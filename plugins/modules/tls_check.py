@@ -12,8 +12,9 @@ description:
   - Connects to each endpoint (directly, or after a PostgreSQL or SMTP STARTTLS preamble) and reports the
     leaf certificate, the presented chain and whether it verifies to a trusted root, the hostname match,
     the negotiated protocol and cipher, which protocols below O(min_protocol) the server still accepts
-    (TLS 1.0 and 1.1 are probed actively with a legacy-permitting client), and whether an OCSP response
-    is stapled.
+    (TLS 1.0 and 1.1 are probed actively with a legacy-permitting client), whether the server picks a weak
+    cipher suite (NULL, anonymous, export, RC4, DES, 3DES, IDEA) when a client offers nothing else, and
+    whether an OCSP response is stapled.
   - Optionally checks HTTPS policy (port-80 redirect to https on the same host, HSTS and its max-age,
     X-Content-Type-Options, X-Frame-Options or CSP frame-ancestors, Content-Security-Policy, Referrer-Policy), and for
     PostgreSQL whether the server still accepts a connection without SSL.
@@ -31,7 +32,8 @@ notes:
     V(tls_not_offered), V(handshake_failed), V(certificate_unreadable), V(protocol_below_minimum),
     V(plaintext_accepted), V(cert_expired), V(cert_not_yet_valid), V(self_signed), V(chain_incomplete),
     V(untrusted_root), V(chain_invalid) and V(hostname_mismatch) (all critical); V(cert_expiring) (warning
-    below O(warn_days), critical below O(crit_days)); V(legacy_protocol_accepted), V(weak_key),
+    below O(warn_days), critical below O(crit_days)); V(weak_cipher_accepted) (critical for NULL and
+    anonymous suites, warning for the others); V(legacy_protocol_accepted), V(weak_key),
     V(weak_signature), V(hsts_missing), V(hsts_max_age_short), V(x_content_type_options_missing),
     V(frame_options_missing), V(csp_missing), V(referrer_policy_missing), V(http_not_redirected) and
     V(http_check_failed) (warning).
@@ -151,6 +153,15 @@ options:
     type: int
     default: 15768000
     version_added: 0.1.0
+  weak_cipher_check:
+    description:
+      - Offer only weak cipher suites in one more TLS 1.2 ClientHello per endpoint (built by the module, so
+        suites the local OpenSSL no longer has are offered too) and report the one the server chooses in
+        RV(endpoints[].weak_cipher), as problem V(weak_cipher_accepted).
+      - The server's answer is read up to its ServerHello; the handshake is never completed.
+    type: bool
+    default: true
+    version_added: 0.1.0
   fail_on:
     description:
       - Fail the task when any endpoint is V(critical), or V(warning) or worse; V(never) only reports.
@@ -236,6 +247,13 @@ endpoints:
       sample: {code: connection_refused, message: "10.0.0.9:443: connection refused"}
     protocol: {description: Negotiated protocol., type: str, returned: always, sample: TLSv1.3}
     cipher: {description: Negotiated cipher suite., type: str, returned: always, sample: TLS_AES_256_GCM_SHA384}
+    weak_cipher:
+      description:
+        - The weak cipher suite (OpenSSL's name) the server chose when offered nothing else, or null when it
+          refused them all or O(weak_cipher_check=false).
+      type: str
+      returned: always
+      sample: DES-CBC3-SHA
     protocols_below_minimum:
       description: Each protocol below O(min_protocol) and whether the server accepted it (null if unknown).
       type: dict

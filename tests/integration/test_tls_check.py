@@ -74,6 +74,13 @@ def peers(cert_factory):
             f.leaf(key_kind="rsa1024"),
             {"extra_args": ("-cipher", "DEFAULT:@SECLEVEL=0", "-no_tls1", "-no_tls1_1")},
         ),
+        # Every suite OpenSSL has, with (or without) NULL encryption: an ordinary client still gets a modern
+        # one, the weak ones are there for who asks. ('!' in DEFAULT would remove NULL for good.)
+        "null_cipher": (
+            f.leaf(),
+            {"extra_args": ("-cipher", "ALL:eNULL:!aNULL:@SECLEVEL=0", "-no_tls1", "-no_tls1_1")},
+        ),
+        "anonymous_cipher": (f.leaf(), {"extra_args": ("-cipher", "ALL:!eNULL:@SECLEVEL=0", "-no_tls1", "-no_tls1_1")}),
     }
     started = {name: TLSPeer(issued, **kw).start() for name, (issued, kw) in specs.items()}
     yield started
@@ -274,10 +281,19 @@ def test_each_peer_gets_its_status_and_codes(cert_factory, peers):
         "legacy_too": ("warning", ["legacy_protocol_accepted"]),
         "stapled": ("ok", []),
         "weak": ("warning", ["weak_key"]),
+        "null_cipher": ("critical", ["weak_cipher_accepted"]),
+        "anonymous_cipher": ("critical", ["weak_cipher_accepted"]),
     }
     assert {n: (e["status"], _codes(e)) for n, e in got.items()} == expected
     assert result["changed"] is False
-    assert result["summary"] == {"total": 12, "ok": 2, "warning": 3, "critical": 7}
+    assert result["summary"] == {"total": 14, "ok": 2, "warning": 3, "critical": 9}
+    assert got["null_cipher"]["weak_cipher"] == "ECDHE-ECDSA-NULL-SHA"  # the leaf is EC
+    assert "no encryption at all" in got["null_cipher"]["problems"][0]["message"]
+    assert got["anonymous_cipher"]["weak_cipher"] == "ADH-AES128-SHA"
+    assert "no server authentication" in got["anonymous_cipher"]["problems"][0]["message"]
+    # An ordinary client still gets a modern suite from both.
+    assert got["null_cipher"]["cipher"] == got["anonymous_cipher"]["cipher"] == "TLS_AES_256_GCM_SHA384"
+    assert all(e["weak_cipher"] is None for n, e in got.items() if not n.endswith("_cipher")), got
     assert result["failing"] == []
 
     valid = got["valid"]
@@ -306,6 +322,12 @@ def test_each_peer_gets_its_status_and_codes(cert_factory, peers):
     assert len(got["missing_intermediate"]["chain"]["presented"]) == 1
     assert 8 <= got["days10"]["certificate"]["days_left"] <= 10
     assert "www.example.org" in got["name_mismatch"]["problems"][0]["message"]
+
+
+def test_weak_cipher_check_can_be_turned_off(cert_factory, peers):
+    params = {"endpoints": [_ep("null", peers["null_cipher"].port)], "ca_file": str(cert_factory.ca_file)}
+    endpoint = run_module_inprocess("tls_check", dict(params, weak_cipher_check=False))["endpoints"][0]
+    assert (endpoint["status"], endpoint["weak_cipher"]) == ("ok", None)
 
 
 def test_per_endpoint_thresholds_and_min_protocol(cert_factory, peers):

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _tls_probe
 from tests.harness.ansible import run_module_inprocess
 
 GOOD_HEADERS = (
@@ -209,3 +210,37 @@ def test_internationalised_server_name_matches_its_a_label(cert_factory, tls_pee
         assert endpoint["hostname_match"] is True and endpoint["chain"]["trusted"] is True, endpoint["problems"]
         assert "hostname_mismatch" not in _codes(endpoint) and endpoint["http"]["status"] == 200
     assert got["cyrillic"]["server_name"] == "xn--e1afmkfd.example"
+
+
+def _picks(suite: int):
+    """A peer that reads the ClientHello and answers with a ServerHello choosing ``suite`` when it is offered,
+    else a handshake_failure alert: a server with suites this machine's OpenSSL no longer builds (3DES)."""
+
+    def session(conn, stopping):
+        body = conn.recv(65536)[9:]  # record header (5), handshake header (4)
+        pos = 35 + body[34]  # version, random, session id
+        count = int.from_bytes(body[pos : pos + 2], "big") // 2
+        offered = [int.from_bytes(body[pos + 2 + 2 * i : pos + 4 + 2 * i], "big") for i in range(count)]
+        if suite in offered:
+            hello = b"\x03\x03" + bytes(32) + b"\x00" + suite.to_bytes(2, "big") + b"\x00"
+            message = b"\x02" + len(hello).to_bytes(3, "big") + hello
+            conn.sendall(b"\x16\x03\x03" + len(message).to_bytes(2, "big") + message)
+        else:
+            conn.sendall(b"\x15\x03\x03\x00\x02\x02\x28")
+        stopping.wait(5)
+
+    return session
+
+
+def test_weak_suites_are_offered_even_those_the_local_openssl_lacks(raw_peers):
+    def probe(port):
+        return _tls_probe.weak_cipher(_tls_probe.Target("127.0.0.1", port, "localhost", timeout=3))
+
+    assert probe(raw_peers(_picks(0x000A))) == "DES-CBC3-SHA"
+    assert probe(raw_peers(_picks(0x0005))) == "RC4-SHA"
+    assert probe(raw_peers(_picks(0x0003))) == "EXP-RC4-MD5"
+    assert probe(raw_peers(_picks(0xC02F))) is None  # only a modern suite: the alert is a refusal
+    started = time.monotonic()
+    assert probe(raw_peers(lambda conn, stopping: conn.close())) is None
+    assert probe(raw_peers(_silent)) is None  # no answer: the timeout ends it, nothing is claimed
+    assert time.monotonic() - started < 8

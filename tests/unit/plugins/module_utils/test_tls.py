@@ -271,9 +271,48 @@ def test_parse_server_flight_reads_chain_and_staple():
     flight += _handshake(22, b"\x01" + (3).to_bytes(3, "big") + b"OCS") + _handshake(14, b"")
     # Split across two records, as servers do.
     parsed = _tls_probe.parse_server_flight(_record(22, flight[:7]) + _record(22, flight[7:]))
-    assert parsed == {"done": True, "chain_der": [b"LEAF", b"INTER"], "ocsp_der": b"OCS"}
+    assert parsed == {"done": True, "chain_der": [b"LEAF", b"INTER"], "ocsp_der": b"OCS", "cipher_suite": None}
     assert _tls_probe.parse_server_flight(_record(21, b"\x02\x46")) is None
     assert _tls_probe.parse_server_flight(_record(22, _handshake(2, b"hello")[:3]))["done"] is False
+
+
+@pytest.mark.parametrize(
+    ("suite", "severity", "why"),
+    [
+        ("NULL-SHA256", "critical", "no encryption at all"),
+        ("ECDHE-RSA-NULL-SHA", "critical", "no encryption at all"),
+        ("ADH-AES128-GCM-SHA256", "critical", "no server authentication"),
+        ("AECDH-AES256-SHA", "critical", "no server authentication"),
+        ("EXP-ADH-RC4-MD5", "critical", "no server authentication"),
+        ("DES-CBC3-SHA", "warning", "broken or export-grade"),
+        ("RC4-SHA", "warning", "broken or export-grade"),
+        ("EXP-DES-CBC-SHA", "warning", "broken or export-grade"),
+        ("0x0099", "warning", "broken or export-grade"),
+    ],
+)
+def test_a_weak_suite_the_server_chose_is_judged_by_what_it_gives_up(suite, severity, why):
+    problems = _tls_judge.judge(_facts(weak_cipher=suite), 30, 7, "TLSv1.2", 0)
+    assert _codes(problems) == [("weak_cipher_accepted", severity)]
+    assert suite in problems[0]["message"] and why in problems[0]["message"]
+    assert _tls_judge.judge(_facts(weak_cipher=None), 30, 7, "TLSv1.2", 0) == []
+
+
+def test_parse_server_flight_reads_the_chosen_suite():
+    hello = b"\x03\x03" + bytes(32) + b"\x04abcd" + b"\x00\x0a" + b"\x00"
+    assert _tls_probe.parse_server_flight(_record(22, _handshake(2, hello)))["cipher_suite"] == 0x000A
+    assert _tls_probe.parse_server_flight(_record(22, _handshake(2, hello[:38])))["cipher_suite"] is None
+
+
+def _offered(hello):
+    body = hello[9:]  # record header (5), handshake header (4); then version, random, empty session id
+    count = int.from_bytes(body[35:37], "big") // 2
+    return [int.from_bytes(body[37 + 2 * i : 39 + 2 * i], "big") for i in range(count)]
+
+
+def test_client_hello_offers_the_given_suites_only():
+    assert _offered(_tls_probe._client_hello(None, _tls_probe.WEAK_SUITES)) == [*_tls_probe.WEAK_SUITES, 0x00FF]
+    assert _offered(_tls_probe._client_hello(None)) == [*_tls_probe.MODERN_SUITES, 0x00FF]
+    assert not set(_tls_probe.WEAK_SUITES) & set(_tls_probe.MODERN_SUITES)
 
 
 def test_client_hello_asks_for_ocsp_and_sends_sni():
