@@ -101,6 +101,16 @@ def signature_algorithm(cert) -> str:
     return getattr(oid, "_name", None) or oid.dotted_string
 
 
+def signature_hash(cert) -> str | None:
+    """The hash under the signature ('sha256'), also for RSASSA-PSS, whose name carries none; None for EdDSA
+    or an algorithm cryptography does not know."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - UnsupportedAlgorithm, or ValueError for malformed PSS parameters
+        return None
+    return algorithm.name if algorithm is not None else None
+
+
 def describe(cert, now: datetime.datetime) -> dict:
     """The leaf facts tls_check returns."""
     key_type, key_size = key_facts(cert.public_key())
@@ -120,6 +130,7 @@ def describe(cert, now: datetime.datetime) -> dict:
         "key_type": key_type,
         "key_size": key_size,
         "signature_algorithm": signature_algorithm(cert),
+        "signature_hash": signature_hash(cert),
         "self_signed": cert.issuer == cert.subject,
         "not_yet_valid": cert.not_valid_before_utc > now,
     }

@@ -147,12 +147,15 @@ def _judge_certificate(problems: list, result: dict, warn_days: int, crit_days: 
             "%s: %s key of %s bits is below %d; reissue with a stronger key"
             % (name, cert["key_type"], cert["key_size"], minimum),
         )
-    if any(h in cert["signature_algorithm"].lower() for h in WEAK_SIGNATURE_HASHES):
+    # The hash is read from the signature's parameters; an RSASSA-PSS name ('rsassaPss') does not carry it.
+    hashed = cert.get("signature_hash")
+    if hashed in WEAK_SIGNATURE_HASHES or any(h in cert["signature_algorithm"].lower() for h in WEAK_SIGNATURE_HASHES):
         _problem(
             problems,
             "weak_signature",
             "warning",
-            "%s: signed with %s; reissue with SHA-256 or better" % (name, cert["signature_algorithm"]),
+            "%s: signed with %s%s; reissue with SHA-256 or better"
+            % (name, cert["signature_algorithm"], " over %s" % hashed.upper() if hashed else ""),
         )
 
 

@@ -277,6 +277,7 @@ endpoints:
         key_type: EC
         key_size: 256
         signature_algorithm: ecdsa-with-SHA256
+        signature_hash: sha256
         self_signed: false
         not_yet_valid: false
     chain:

@@ -110,6 +110,40 @@ def test_trust_reasons_map_to_codes(reason, code):
     assert _codes(_tls_judge.judge(_facts(chain=chain), 30, 7, "TLSv1.2", 0)) == [(code, "critical")]
 
 
+# openssl req -x509 -newkey rsa:2048 -sha1 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:20 (cryptography
+# refuses to sign with SHA-1): RSASSA-PSS over SHA-1, whose algorithm name, 'rsassaPss', carries no hash.
+PSS_SHA1_PEM = b"""\
+-----BEGIN CERTIFICATE-----
+MIIC/TCCAeWgAwIBAgIUVWm8SsVLD+0WcHk3pY0Bd7k3+RMwDQYJKoZIhvcNAQEK
+MAAwDjEMMAoGA1UEAwwDcHNzMB4XDTI2MTEyOTA4MDU0MFoXDTI2MTIwMTA4MDU0
+MFowDjEMMAoGA1UEAwwDcHNzMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKC
+AQEAsUeg8A6Inja0Epz/+TINIZera717H/ctGR7cX4NBO+stLPkZ0Zb2LNzNTGYf
+Ij6Rx3mHvFBvSL0UoRO8K7F4zsFIdKQ5fwWPLNxyuH6wpFg3xw7kVukUdWRpu6UO
+/GaVd/0Im4gKzPpX8Gsr+LiFOPeuhSN2VH9oOsuY0o23C3Hj2zflY5uye9AQlvlU
+eewzG1/SVFa3jkBq5T7/9n1ctibAzpjEisLAhrHGrq5OeWDn9G4uX5Nz0gqtWgPQ
+A6A+t6rHSS35yaklctWBDS+DLQ5pUixWyg+i5BbLtZTKePF082YWi0wpl6ghmM8n
++M57cL8L1Mnb5sljnJL2qZaFpQIDAQABo1MwUTAdBgNVHQ4EFgQUhjlcnd8WoPjv
+HwzKtwoWlBrQ80owHwYDVR0jBBgwFoAUhjlcnd8WoPjvHwzKtwoWlBrQ80owDwYD
+VR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQowAAOCAQEAi0QzB2wSLgHovLokCKew
+7Osn9cKv+gJpXqrt83ZgkG2a9AdOCTfisdoUIkbkZvP8kk4AfKYWRTt/9vndNkg1
+rmIkdcWPNCo/AeoGSPVU33EvP2Fx78tKTUUFGxNCsH7B+Kdo6K9IBKXXh3uDWN5S
+9D95zrl43/lwqrCh5LUX/c28BC9zlrnTrwG8XMC34GZEqF0PnzbqET8LedxKv0rM
+ygstgiaGcrQymCnEI3s6bFAuKwmfOP+adLt0pyLuPO6RdS+M5Z8+tcvcetrBIuEK
+LsIgoztc5um7Wv+yLFRLnlzMeLM7usp6Am+/CVFas9YF0Ba/FCyIizmtnSgAZPbk
+Vg==
+-----END CERTIFICATE-----
+"""
+
+
+def test_a_pss_signature_over_sha1_is_weak():
+    cert = _tls_cert.describe(x509.load_pem_x509_certificate(PSS_SHA1_PEM), NOW)
+    assert (cert["signature_algorithm"], cert["signature_hash"]) == ("rsassaPss", "sha1")
+    problems = _tls_judge.judge(_facts(certificate=dict(cert, seconds_left=86400 * 90)), 30, 7, "TLSv1.2", 0)
+    assert ("weak_signature", "warning") in _codes(problems)
+    assert "signed with rsassaPss over SHA1" in problems[-1]["message"]
+    assert _tls_cert.describe(_cert(), NOW)["signature_hash"] == "sha256"
+
+
 def test_protocols_weak_key_signature_and_plaintext():
     facts = _facts(
         protocol="TLSv1.2",
