@@ -276,17 +276,21 @@ def connect():
 if action == "connect":
     print(connect())
 else:
+    # A client that cannot reach the site before it sends anything proves nothing about a ban.
+    before = connect()
+    if before != "open":
+        print("unreachable-before %s" % before); sys.exit(0)
     context = ssl.create_default_context(); context.check_hostname = False; context.verify_mode = ssl.CERT_NONE
+    started = time.monotonic()  # from the first request: a ban may land while the requests are still going
     for path in sys.argv[4:]:
         try:
             urllib.request.urlopen("https://%s:%d%s" % (host, port, path), context=context, timeout=3).read()
         except Exception:
             pass
-    started = time.monotonic()
     while time.monotonic() - started < 30:
         # The ban was in place when the first refused attempt began (a dropped SYN then takes the 3 s timeout).
         attempt = time.monotonic() - started
-        if connect() != "open":
+        if connect() in ("timeout", "refused"):
             print("banned %.1f" % attempt); break
         time.sleep(0.5)
     else:
@@ -320,8 +324,13 @@ def prove_network() -> list[dict]:
         seen[service] = {"admin": from_admin(db, port), "outside": from_address(OUTSIDER, "connect", db, str(port))}
     status, error = admin_ssh(db, "true")
     seen["ssh"]["admin_login"] = "ok" if status == 0 else error
-    (REPORT_DIR / "network.json").write_text(json.dumps(seen, indent=2))
-    leaks = sum(1 for s in seen.values() if s["outside"] == "open")
+    # The control: the same outside address reaches the web host's public port, so "closed" above is the
+    # database host's firewall and not a probe that could reach nothing (no route, podman failing to start it).
+    control = from_address(OUTSIDER, "connect", HOSTS["web1"][1], "443")
+    (REPORT_DIR / "network.json").write_text(json.dumps({**seen, "control_web1_443": control}, indent=2))
+    # Closed means refused or timed out; any other outcome (an error, no answer from podman) measured nothing.
+    measured = control == "open" and all(s["outside"] in ("open", "refused", "timeout") for s in seen.values())
+    leaks = sum(1 for s in seen.values() if s["outside"] == "open") if measured else None
     admin_ok = sum(1 for s in seen.values() if s["admin"] == "open") + (seen["ssh"]["admin_login"] == "ok")
     evidence = str(REPORT_DIR / "network.json")
     return [
@@ -329,7 +338,8 @@ def prove_network() -> list[dict]:
             "name": "network_outside_reachable",
             "title": f"Services of db1 reachable from outside the allowlists ({OUTSIDER}: ssh, postgresql)",
             "value": leaks, "target": 0, "compare": "eq", "evidence": evidence,
-            "detail": ", ".join(f"{k} {v['outside']}" for k, v in seen.items()),
+            "detail": ", ".join(f"{k} {v['outside']}" for k, v in seen.items())
+            + f"; control: web1:443 {control} from {OUTSIDER}",
         },
         {
             "name": "network_admin_reachable",
@@ -353,16 +363,26 @@ def prove_intrusion() -> list[dict]:
         attacker = pool.submit(from_address, OUTSIDER, "requests", web, "443", *ATTACKS)
         benign = pool.submit(from_address, BENIGN, "requests", web, "443", *BENIGN_PATHS).result()
         attacked = attacker.result()
-    # Lift the ban so the next demo run proves it again; the ban itself is evidence enough.
-    podman("exec", HOSTS["web1"][0], "fail2ban-client", "unban", OUTSIDER, check=False)
-    seconds = float(attacked.split()[1]) if attacked.startswith("banned") else None
-    (REPORT_DIR / "intrusion.json").write_text(json.dumps({"attacker": attacked, "benign": benign}, indent=2))
+    # fail2ban must hold the ban itself: a refused connection alone could be anything.
+    jails = podman("exec", HOSTS["web1"][0], "fail2ban-client", "banned", check=False)
+    held = OUTSIDER in jails.stdout
+    # Lift the ban so that the next demo run proves it again, and the network proof's control can reach web1.
+    unban = podman("exec", HOSTS["web1"][0], "fail2ban-client", "unban", OUTSIDER, check=False)
+    seconds = float(attacked.split()[1]) if attacked.startswith("banned") and held else None
+    (REPORT_DIR / "intrusion.json").write_text(
+        json.dumps(
+            {"attacker": attacked, "fail2ban_banned": jails.stdout.strip() or jails.stderr.strip()[-200:],
+             "unban_rc": unban.returncode, "benign": benign},
+            indent=2,
+        )
+    )  # fmt: skip
     evidence = str(REPORT_DIR / "intrusion.json")
     return [
         {
-            "name": "intrusion_ban_seconds", "title": f"Time from attack requests to a ban of {OUTSIDER}",
+            "name": "intrusion_ban_seconds", "title": f"Time from the first attack request to a ban of {OUTSIDER}",
             "value": seconds, "unit": "s", "target": 30, "compare": "le", "evidence": evidence,
-            "detail": "payloads: SQL injection, XSS, path traversal",
+            "detail": "payloads: SQL injection, XSS, path traversal; "
+            + ("held by fail2ban" if held else "not in fail2ban-client banned"),
         },
         {
             "name": "intrusion_benign_banned", "title": f"Benign clients banned ({BENIGN}, ordinary URLs)",
@@ -402,9 +422,17 @@ def prove_secret_scan() -> list[dict]:
     ]  # fmt: skip
 
 
-def clean_failure(result: dict) -> bool:
+def clean_failure(result: dict, option: str) -> bool:
+    """Refused by the input check before anything ran: failed, naming the option that held the payload, saying
+    that nothing was sent, and not crashed. Any other failure (a refused connection, a missing library) would
+    not show that the payload was refused."""
     text = result.get("msg", "") + result.get("module_stderr", "") + result.get("exception", "")
-    return bool(result.get("failed")) and bool(result.get("msg")) and not re.search("Traceback|MODULE FAILURE", text)
+    return (
+        bool(result.get("failed"))
+        and re.sub(r"\[\d+\]$", "", str(result.get("option", ""))) == option
+        and "nothing was sent to the server" in result.get("msg", "")
+        and not re.search("Traceback|MODULE FAILURE", text)
+    )
 
 
 def prove_injection() -> list[dict]:
@@ -413,9 +441,10 @@ def prove_injection() -> list[dict]:
     evidence.unlink(missing_ok=True)
     run_play(REPO / "playbooks" / "demo" / "injection.yml", STATE_DIR / "injection.log")
     data = json.loads(evidence.read_text()) if evidence.exists() else None
-    outcomes = [result for results in (data or {}).get("runs", {}).values() for result in results]
-    # Clean: the module failed, said why, and did not crash (no traceback, no MODULE FAILURE).
-    unclean = None if data is None else sum(1 for r in outcomes if not clean_failure(r))
+    # Each run is keyed "<module> <option>", the option that held the payload.
+    runs_by_key = (data or {}).get("runs", {})
+    outcomes = [(key.split()[-1], result) for key, results in runs_by_key.items() for result in results]
+    unclean = None if data is None else sum(1 for option, r in outcomes if not clean_failure(r, option))
     lost = None if data is None else data["rows_before"] - data["rows_after"]
     runs = len(outcomes)
     return [
@@ -591,8 +620,11 @@ def run_play(playbook: Path, log: Path, *extra: str) -> dict:
     return recap
 
 
-def changed_count(recap: dict) -> int:
-    """Changes over every host of a run_play recap (its "_rc"/"_seconds" entries are not hosts)."""
+def changed_count(recap: dict) -> int | None:
+    """Changes over every host of a run_play recap (its "_rc"/"_seconds" entries are not hosts); None when the
+    recap lacks a demo host, so a recap that could not be read is not taken for a run that changed nothing."""
+    if not set(HOSTS) <= set(recap):
+        return None
     return sum(r["changed"] for h, r in recap.items() if not h.startswith("_"))
 
 
@@ -625,7 +657,7 @@ def prepared_fingerprint() -> str:
 
 
 def up() -> int:
-    started = time.monotonic()
+    started, run_started = time.monotonic(), time.time()
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
@@ -660,7 +692,7 @@ def up() -> int:
     state["last_run"] = runs
     save_state(state)
     changed = changed_count(runs["site"])
-    step(f"site.yml: {changed} changed in {runs['site']['_seconds']}s" + ("  (converged)" if not changed else ""))
+    step(f"site.yml: {changed} changed in {runs['site']['_seconds']}s" + ("  (converged)" if changed == 0 else ""))
     promises = []
     if state.get("runs_done"):  # a re-run of a converged site must change nothing
         promises.append(
@@ -709,9 +741,12 @@ def up() -> int:
     posture = run_play(REPO / "playbooks" / "posture.yml", STATE_DIR / "posture.log", "-e", f"@{proofs_file}",
                        "-e", f"posture_dest={REPORT_DIR}")  # fmt: skip
     report_md = REPORT_DIR / "posture.md"
-    if report_md.exists():
+    # Only this run's report: a posture.yml that failed before writing leaves the last run's file behind.
+    if report_md.exists() and report_md.stat().st_mtime >= run_started:
         print("\n" + report_md.read_text())
         print(f"HTML: {REPORT_DIR / 'posture.html'}  JSON: {REPORT_DIR / 'posture.json'}")
+    else:
+        step("FAILED: playbooks/posture.yml wrote no report this run; see .build/demo/posture.log")
     state["prepared"] = fingerprint
     save_state(state)
     step(f"demo finished in {time.monotonic() - started:.0f}s")

@@ -71,6 +71,19 @@ def _backups(backups, targets):
         destinations = {str(b.get("destination")) for b in complete}
         rpo_seconds = _dict("backups[%r].rpo_seconds" % host, info.get("rpo_seconds"))
         newest_good = _dict("backups[%r].newest_good" % host, info.get("newest_good"))
+        # The databases the host should back up (posture.yml adds them): one without any good backup still gets
+        # its rows, unmeasured, instead of none.
+        databases = info.get("databases") or []
+        if not isinstance(databases, list):
+            raise AnsibleFilterError(
+                "posture_promises: backups[%r].databases must be a list of database names, got %r" % (host, databases)
+            )
+        databases = databases + sorted((d for d in rpo_seconds if d not in databases), key=str)
+        wanted_copies = info.get("destination_count")
+        if wanted_copies is not None and (isinstance(wanted_copies, bool) or not isinstance(wanted_copies, int)):
+            raise AnsibleFilterError(
+                "posture_promises: backups[%r].destination_count must be an integer, got %r" % (host, wanted_copies)
+            )
         promises.append(
             {
                 "name": "backup_success_%s" % host,
@@ -83,21 +96,42 @@ def _backups(backups, targets):
                 "evidence": "%s: locksmith.ops.pg_backup_info" % host,
             }
         )
-        for database in sorted(rpo_seconds, key=str):
+        for database in databases:
+            newest = _dict("backups[%r].newest_good[%r]" % (host, database), newest_good.get(database))
             promises.append(
                 {
                     "name": "rpo_%s_%s" % (host, database),
                     "title": "Age of the newest good backup of %s on %s (RPO)" % (database, host),
-                    "value": rpo_seconds[database],
+                    "value": rpo_seconds.get(database),
                     "unit": "s",
                     "target": targets["rpo_seconds"],
                     "compare": "le",
-                    "evidence": _dict("backups[%r].newest_good[%r]" % (host, database), newest_good.get(database)).get(
-                        "location", ""
-                    ),
+                    "evidence": newest.get("location", ""),
                 }
             )
+            if wanted_copies is not None:
+                promises.append(_copies(host, database, newest, valid, wanted_copies))
     return promises
+
+
+def _copies(host, database, newest, valid, wanted):
+    """How many destinations hold a verified copy of the newest good backup: each region must have one."""
+    holding = sorted(
+        {
+            str(b.get("destination"))
+            for b in valid
+            if newest.get("id") and b.get("id") == newest.get("id") and b.get("label", database) == database
+        }
+    )
+    return {
+        "name": "backup_copies_%s_%s" % (host, database),
+        "title": "Destinations holding a verified copy of the newest backup of %s on %s" % (database, host),
+        "value": len(holding) if newest else None,
+        "target": wanted,
+        "compare": "ge",
+        "detail": "%s: %s" % (newest.get("id", "no good backup"), ", ".join(holding) or "none"),
+        "evidence": "%s: locksmith.ops.pg_backup_info" % host,
+    }
 
 
 def _drill(drill, evidence, targets):

@@ -101,3 +101,63 @@ def test_backups_without_a_destination_or_newest_good_still_count():
     promises = by_name(posture_promises({"backups": {"db1": info}}))
     assert promises["backup_success_db1"]["value"] == 50.0
     assert promises["rpo_db1_app"]["evidence"] == ""
+
+
+def test_each_destination_must_hold_a_verified_copy_of_the_newest_backup():
+    newest = {"id": "b2", "location": "s3://primary/db1/app/b2"}
+    info = {
+        "backups": [
+            {
+                "id": "b1",
+                "label": "app",
+                "complete": True,
+                "valid": True,
+                "destination": "destinations[1] s3:secondary",
+            },
+            {"id": "b2", "label": "app", "complete": True, "valid": True, "destination": "destinations[0] s3:primary"},
+            # The copy in the second region is damaged: it holds no good copy of b2, only of b1.
+            {
+                "id": "b2",
+                "label": "app",
+                "complete": True,
+                "valid": False,
+                "destination": "destinations[1] s3:secondary",
+            },
+            {
+                "id": "b2",
+                "label": "other",
+                "complete": True,
+                "valid": True,
+                "destination": "destinations[1] s3:secondary",
+            },
+        ],
+        "rpo_seconds": {"app": 60},
+        "newest_good": {"app": newest},
+        "databases": ["app", "billing"],
+        "destination_count": 2,
+    }
+    promises = by_name(posture_promises({"backups": {"db1": info}}))
+    copies = promises["backup_copies_db1_app"]
+    assert (copies["value"], copies["target"], copies["compare"]) == (1, 2, "ge")
+    assert copies["detail"] == "b2: destinations[0] s3:primary"
+    # A listed database without any good backup is unmeasured on both rows, not left out.
+    assert promises["rpo_db1_billing"]["value"] is None
+    assert promises["backup_copies_db1_billing"]["value"] is None
+    info["backups"][2]["valid"] = True
+    assert by_name(posture_promises({"backups": {"db1": info}}))["backup_copies_db1_app"]["value"] == 2
+    # Without the destination count (posture_promises called by hand), no copies row is made up.
+    del info["destination_count"]
+    assert "backup_copies_db1_app" not in by_name(posture_promises({"backups": {"db1": info}}))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"databases": "app"}, r"backups\['db1'\].databases must be a list"),
+        ({"destination_count": "2"}, r"backups\['db1'\].destination_count must be an integer"),
+        ({"destination_count": True}, r"backups\['db1'\].destination_count must be an integer"),
+    ],
+)
+def test_wrong_backup_expectations_are_named(extra, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        posture_promises({"backups": {"db1": dict(BACKUPS, **extra)}})
