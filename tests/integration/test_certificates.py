@@ -277,6 +277,32 @@ def test_selfsigned_installs_for_consumers_and_reloads_only_on_change(ansible, t
     assert _cert(tmp_path / "nginx" / "fullchain.pem").public_key().curve.name == "secp256r1"
 
 
+def test_a_key_that_does_not_belong_to_the_certificate_is_never_installed(ansible, tmp_path):
+    """A new key whose order then failed, or files put in the store by hand: nginx and PostgreSQL would keep the
+    old pair on reload and refuse to start on the next restart, so nothing is installed."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    (tmp_path / "pgdata").mkdir()
+    # The nginx key's directory exists with Debian's /etc/ssl/private mode: the role must keep it.
+    (tmp_path / "nginx").mkdir(mode=0o710)
+    (tmp_path / "nginx").chmod(0o710)
+    _run(ansible, _play(**_selfsigned_vars(tmp_path)))
+    assert (tmp_path / "nginx").stat().st_mode & 0o777 == 0o710
+    installed = {
+        p: (tmp_path / p).read_bytes() for p in ("nginx/fullchain.pem", "nginx/privkey.pem", "pgdata/server.key")
+    }
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "store" / "lab" / "privkey.pem").write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    run = ansible.run_playbook(_play(**_selfsigned_vars(tmp_path, certificates_issue_enabled=False)))
+    assert run.rc != 0
+    assert "fullchain.pem' does not belong to privkey.pem beside it" in run.stdout + run.stderr
+    assert {p: (tmp_path / p).read_bytes() for p in installed} == installed
+    assert _reloads(run) == set()
+
+
 PREFLIGHT_CASES = [
     ({"certificates_acme_terms_agreed": False}, "certificates_acme_terms_agreed is False"),
     ({"certificates_list": [{"name": "../x", "domains": ["a.test"]}]}, "needs a name of letters"),

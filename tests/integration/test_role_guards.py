@@ -24,12 +24,19 @@ NAMES_AUDIT = "Check every audit_databases entry names a database and what to au
 USER_BACKUP = "Check backup_service_user is a plain user name"
 CRON_BACKUP = "Check the cron fields"
 IGNORE_IDS = "Check the ignore list never covers every address"
+NAMES_WEB = "Check the server names are host names"
+WORDS_WEB = "Check the values printed into nginx directives are single words"
+HEADERS_WEB = "Check the header values fit in one nginx string"
+DOMAINS_CERT = "Check every entry of certificates_list has a valid name and domains"
+DAYS_CERT = "Check certificates_renew_days and certificates_selfsigned_days"
 
 # What the checks before each guard need, so that the run reaches it.
 BASE = {
     "log_host": {"log_host_permitted_peers": ["web1.example.com"]},
     "postgresql_hardening": {"postgresql_hardening_allowed_cidrs": ["10.0.1.0/24"]},
     "backup": {"backup_databases": ["shop"]},
+    "web_hardening": {"web_hardening_selfsigned_allowed": True},
+    "certificates": {"certificates_list": [{"name": "web", "domains": ["www.example.com"], "provider": "selfsigned"}]},
 }
 
 REFUSED = [
@@ -91,6 +98,41 @@ REFUSED = [
         {"intrusion_detection_jails_overrides": {"DEFAULT": {"ignoreip": "10.0.0.0/8, ::0/0"}}},
         "holds ::0/0:",
     ),
+    # Printed into nginx directives as given: a ';' or a line break ended the directive and added configuration
+    # that nginx -t accepted.
+    (
+        "web_hardening",
+        NAMES_WEB,
+        {"web_hardening_server_names": ["www.example.com; return 200 pwned"]},
+        'web_hardening_server_names holds "www.example.com; return 200 pwned"',
+    ),
+    (
+        "web_hardening",
+        NAMES_WEB,
+        {"web_hardening_server_names": ["www.example.com\nlocation /leak { alias /etc/ssl/; }"]},
+        "each entry must be one host name",
+    ),
+    ("web_hardening", WORDS_WEB, {"web_hardening_status_path": "/status; allow all"}, "web_hardening_status_path is"),
+    (
+        "web_hardening",
+        WORDS_WEB,
+        {"web_hardening_access_log_file": "/var/log/nginx/a.log main; error_log /tmp/x"},
+        "web_hardening_access_log_file is",
+    ),
+    ("web_hardening", HEADERS_WEB, {"web_hardening_headers_overrides": {"X-Test": 'a\\" b'}}, "backslash"),
+    (
+        "certificates",
+        DOMAINS_CERT,
+        {"certificates_list": [{"name": "web", "domains": ["www.example.com\n"], "provider": "selfsigned"}]},
+        "in lower case and each once",
+    ),
+    (
+        "certificates",
+        DOMAINS_CERT,
+        {"certificates_list": [{"name": "web", "domains": ["a..example.com"], "provider": "selfsigned"}]},
+        "in lower case and each once",
+    ),
+    ("certificates", DAYS_CERT, {"certificates_renew_days": 1000000000}, "the first must be 1 to 3650 days"),
 ]
 ACCEPTED = [
     ("monitoring_agents", LISTEN_AGENTS, {"monitoring_agents_listen_address": "::1"}),
@@ -104,6 +146,14 @@ ACCEPTED = [
     ("backup", USER_BACKUP, {"backup_service_user": "postgres"}),
     ("backup", CRON_BACKUP, {"backup_schedule": "cron", "backup_cron_hour": "*/6", "backup_cron_minute": "5,35"}),
     ("intrusion_detection", IGNORE_IDS, {"intrusion_detection_ignore_addresses": ["127.0.0.1/8", "::1", "10.0.0.0/8"]}),
+    ("web_hardening", NAMES_WEB, {"web_hardening_server_names": ["www.example.com", "*.example.org", "_"]}),
+    ("web_hardening", WORDS_WEB, {"web_hardening_status_path": "/nginx_status"}),
+    (
+        "certificates",
+        DOMAINS_CERT,
+        {"certificates_list": [{"name": "web", "domains": ["www.example.com", "example.com"]}]},
+    ),
+    ("certificates", DAYS_CERT, {"certificates_renew_days": 30, "certificates_selfsigned_days": 825}),
 ]
 
 
