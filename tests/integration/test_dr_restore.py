@@ -383,6 +383,12 @@ def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
             }
         ],
     }
+    # --check on a new restore host: the report directory is only predicted, and the drill is predicted all the same.
+    fresh = dict(play["roles"][0]["vars"], dr_restore_report_dir=str(dirs["reports"] / "new"))
+    predicted = ansible.run_playbook([dict(play, roles=[dict(play["roles"][0], vars=fresh)])], check=True)
+    assert predicted.rc == 0, predicted.stdout[-3000:] + predicted.stderr[-2000:]
+    assert not (dirs["reports"] / "new").exists()
+
     run = ansible.run_playbook([play])
     assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
     result = run.result("dr_restore : Restore the backup and verify it")
