@@ -29,6 +29,23 @@ WORDS_WEB = "Check the values printed into nginx directives are single words"
 HEADERS_WEB = "Check the header values fit in one nginx string"
 DOMAINS_CERT = "Check every entry of certificates_list has a valid name and domains"
 DAYS_CERT = "Check certificates_renew_days and certificates_selfsigned_days"
+IGNORE_WORDS_IDS = "Check the ignore list holds single addresses, CIDRs or host names"
+NFT_NAMES_IDS = "Check the nftables table and set names are plain identifiers"
+PATHS_IDS = "Check the paths printed into fail2ban and systemd settings are single words"
+JAILS_IDS = "Check the jail overrides are one section, setting names and one-line values"
+PGBR_USER = "Check backup_pgbackrest_user is a plain user name"
+PATHS = "Check the paths printed into configuration files are single words"
+PGBR_OVERRIDES = "Check the setting names in backup_pgbackrest_config_overrides are plain names and the values one line"
+AUDIT_USER = "Check audit_login_user is a plain user name"
+WORDS_MON = "Check the values printed into ARGS, grafana.ini and the apt source are single words"
+INI_MON = "Check monitoring_server_grafana_ini_overrides holds ini names and one-line values"
+TEXTFILE_AGENTS = "Check monitoring_agents_textfile_dir is a plain path"
+FLAGS_AGENTS = "Check the exporter flags built from variables are single words"
+SYSCTL_OS = "Check the setting names in os_hardening_sysctl_overrides are plain names and the values one line"
+LOGIN_DEFS_OS = "Check the setting names in os_hardening_login_defs_overrides are plain names and the values one line"
+INPUT_LOG = "Check the setting names in log_host_input_overrides are plain names and the values one line"
+ACTION_LOG = "Check the setting names in log_forwarding_action_overrides are plain names and the values one line"
+UNIT_LINE = "\nExecStartPre=+/bin/touch /tmp/pwned"
 
 # What the checks before each guard need, so that the run reaches it.
 BASE = {
@@ -37,6 +54,9 @@ BASE = {
     "backup": {"backup_databases": ["shop"]},
     "web_hardening": {"web_hardening_selfsigned_allowed": True},
     "certificates": {"certificates_list": [{"name": "web", "domains": ["www.example.com"], "provider": "selfsigned"}]},
+    "log_forwarding": {"log_forwarding_target": "logs.example.com", "log_forwarding_certificates_enabled": False},
+    # No nginx on the test machine: the check that its log directory exists would stop the run first.
+    "intrusion_detection": {"intrusion_detection_web_enabled": False},
 }
 
 REFUSED = [
@@ -133,6 +153,94 @@ REFUSED = [
         "in lower case and each once",
     ),
     ("certificates", DAYS_CERT, {"certificates_renew_days": 1000000000}, "the first must be 1 to 3650 days"),
+    # Values printed into fail2ban, systemd, sysctl, login.defs, rsyslog, grafana.ini and ARGS="..." lines as they
+    # are: a line break added a setting (an action or ExecStartPre=+ run as root), a blank added a flag.
+    (
+        "intrusion_detection",
+        IGNORE_WORDS_IDS,
+        {"intrusion_detection_ignore_addresses": ['10.0.0.1\naction = nftables[actionban="touch /tmp/x"]']},
+        "each entry must be one IP address, CIDR or host name",
+    ),
+    (
+        "intrusion_detection",
+        NFT_NAMES_IDS,
+        {"intrusion_detection_nftables_table": "locksmith; touch /tmp/x #"},
+        "intrusion_detection_nftables_table is",
+    ),
+    (
+        "intrusion_detection",
+        PATHS_IDS,
+        {"intrusion_detection_metrics_dir": "/var/lib/prometheus/node-exporter" + UNIT_LINE},
+        "intrusion_detection_metrics_dir is",
+    ),
+    (
+        "intrusion_detection",
+        JAILS_IDS,
+        {"intrusion_detection_jails_overrides": {"sshd": {"maxretry": "3\naction = x"}}},
+        'intrusion_detection_jails_overrides["sshd"]',
+    ),
+    ("backup", PGBR_USER, {"backup_pgbackrest_user": "postgres" + UNIT_LINE}, "backup_pgbackrest_user is"),
+    ("backup", PATHS, {"backup_metrics_dir": "/var/lib/x" + UNIT_LINE}, "backup_metrics_dir is"),
+    (
+        "backup",
+        PGBR_OVERRIDES,
+        {"backup_pgbackrest_config_overrides": {"process-max": "2\nrepo1-retention-full=1"}},
+        "backup_pgbackrest_config_overrides is",
+    ),
+    ("audit", AUDIT_USER, {"audit_login_user": "postgres" + UNIT_LINE}, "audit_login_user is"),
+    (
+        "monitoring_server",
+        WORDS_MON,
+        {"monitoring_server_retention_time": "30d --web.enable-admin-api"},
+        "the retention must be a Prometheus duration",
+    ),
+    (
+        "monitoring_server",
+        INI_MON,
+        {
+            "monitoring_server_grafana_ini_overrides": {
+                "users": {"allow_sign_up": "false\n[server]\nhttp_addr = 0.0.0.0"}
+            }
+        },
+        'monitoring_server_grafana_ini_overrides["users"]',
+    ),
+    (
+        "monitoring_agents",
+        TEXTFILE_AGENTS,
+        {"monitoring_agents_textfile_dir": '/var/lib/x"\nARGS="--web.listen-address=0.0.0.0:9100'},
+        "monitoring_agents_textfile_dir is",
+    ),
+    (
+        "monitoring_agents",
+        FLAGS_AGENTS,
+        {"monitoring_agents_node_exporter_collectors": ["systemd --web.listen-address=0.0.0.0:9100"]},
+        "they become exporter flags",
+    ),
+    (
+        "os_hardening",
+        SYSCTL_OS,
+        {"os_hardening_sysctl_overrides": {"kernel.sysrq": "0\nkernel.core_pattern=|/bin/sh -c id"}},
+        "os_hardening_sysctl_overrides is",
+    ),
+    (
+        "os_hardening",
+        LOGIN_DEFS_OS,
+        {"os_hardening_login_defs_overrides": {"ENCRYPT_METHOD": "SHA512\nUSERDEL_CMD /tmp/evil.sh"}},
+        "os_hardening_login_defs_overrides is",
+    ),
+    ("log_host", PATHS, {"log_host_remote_dir": "/var/log/remote {\n postrotate"}, "log_host_remote_dir is"),
+    (
+        "log_host",
+        INPUT_LOG,
+        {"log_host_input_overrides": {'x" action(type="omprog" binary="/bin/touch': "1"}},
+        "log_host_input_overrides is",
+    ),
+    (
+        "log_forwarding",
+        ACTION_LOG,
+        {"log_forwarding_action_overrides": {"queue.size": '1\n*.* action(type="omprog")'}},
+        "log_forwarding_action_overrides is",
+    ),
 ]
 ACCEPTED = [
     ("monitoring_agents", LISTEN_AGENTS, {"monitoring_agents_listen_address": "::1"}),
@@ -154,6 +262,33 @@ ACCEPTED = [
         {"certificates_list": [{"name": "web", "domains": ["www.example.com", "example.com"]}]},
     ),
     ("certificates", DAYS_CERT, {"certificates_renew_days": 30, "certificates_selfsigned_days": 825}),
+    # The defaults, and values as users write them, pass every new guard.
+    (
+        "intrusion_detection",
+        IGNORE_WORDS_IDS,
+        {"intrusion_detection_ignore_addresses": ["10.0.0.0/8", "bastion.example.com"]},
+    ),
+    ("intrusion_detection", NFT_NAMES_IDS, {}),
+    ("intrusion_detection", PATHS_IDS, {}),
+    (
+        "intrusion_detection",
+        JAILS_IDS,
+        {"intrusion_detection_jails_overrides": {"sshd": {"maxretry": 4, "action": "%(action_)s\n  %(action_mw)s"}}},
+    ),
+    ("backup", PGBR_USER, {}),
+    ("backup", PATHS, {}),
+    ("backup", PGBR_OVERRIDES, {"backup_pgbackrest_config_overrides": {"process-max": 2}}),
+    ("audit", AUDIT_USER, {}),
+    ("audit", PATHS, {}),
+    ("monitoring_server", WORDS_MON, {"monitoring_server_retention_time": "4w2d"}),
+    ("monitoring_server", INI_MON, {"monitoring_server_grafana_ini_overrides": {"users": {"allow_sign_up": False}}}),
+    ("monitoring_agents", TEXTFILE_AGENTS, {}),
+    ("monitoring_agents", FLAGS_AGENTS, {}),
+    ("os_hardening", SYSCTL_OS, {"os_hardening_sysctl_overrides": {"kernel.yama.ptrace_scope": None}}),
+    ("os_hardening", LOGIN_DEFS_OS, {}),
+    ("log_host", PATHS, {}),
+    ("log_host", INPUT_LOG, {"log_host_input_overrides": {"MaxSessions": 500}}),
+    ("log_forwarding", ACTION_LOG, {"log_forwarding_action_overrides": {"queue.size": 20000}}),
 ]
 
 
@@ -170,7 +305,7 @@ def _guard_result(ansible, role, guard, overrides):
 
 
 def _ids(cases):
-    return ["%s-%s" % (case[0], next(iter(case[2]))) for case in cases]
+    return ["%s-%s" % (case[0], next(iter(case[2]), "defaults of " + case[1][6:40])) for case in cases]
 
 
 @pytest.mark.parametrize(("role", "guard", "overrides", "message"), REFUSED, ids=_ids(REFUSED))
