@@ -31,10 +31,9 @@ DOMAINS_CERT = "Check every entry of certificates_list has a valid name and doma
 DAYS_CERT = "Check certificates_renew_days and certificates_selfsigned_days"
 IGNORE_WORDS_IDS = "Check the ignore list holds single addresses, CIDRs or host names"
 NFT_NAMES_IDS = "Check the nftables table and set names are plain identifiers"
-PATHS_IDS = "Check the paths printed into fail2ban and systemd settings are single words"
 JAILS_IDS = "Check the jail overrides are one section, setting names and one-line values"
 PGBR_USER = "Check backup_pgbackrest_user is a plain user name"
-PATHS = "Check the paths printed into configuration files are single words"
+PATHS = "Check every path variable is a plain absolute path"
 PGBR_OVERRIDES = "Check the setting names in backup_pgbackrest_config_overrides are plain names and the values one line"
 AUDIT_USER = "Check audit_login_user is a plain user name"
 WORDS_MON = "Check the values printed into ARGS, grafana.ini and the apt source are single words"
@@ -169,7 +168,7 @@ REFUSED = [
     ),
     (
         "intrusion_detection",
-        PATHS_IDS,
+        PATHS,
         {"intrusion_detection_metrics_dir": "/var/lib/prometheus/node-exporter" + UNIT_LINE},
         "intrusion_detection_metrics_dir is",
     ),
@@ -229,6 +228,9 @@ REFUSED = [
         "os_hardening_login_defs_overrides is",
     ),
     ("log_host", PATHS, {"log_host_remote_dir": "/var/log/remote {\n postrotate"}, "log_host_remote_dir is"),
+    # The same check still refuses a relative path, as the "is absolute" check it replaced did.
+    ("log_host", PATHS, {"log_host_tls_dir": "etc/rsyslog-tls"}, 'log_host_tls_dir is "etc/rsyslog-tls"'),
+    ("backup", PATHS, {"backup_config_dir": "etc/locksmith"}, 'backup_config_dir is "etc/locksmith"'),
     (
         "log_host",
         INPUT_LOG,
@@ -269,7 +271,7 @@ ACCEPTED = [
         {"intrusion_detection_ignore_addresses": ["10.0.0.0/8", "bastion.example.com"]},
     ),
     ("intrusion_detection", NFT_NAMES_IDS, {}),
-    ("intrusion_detection", PATHS_IDS, {}),
+    ("intrusion_detection", PATHS, {}),
     (
         "intrusion_detection",
         JAILS_IDS,
