@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -262,3 +263,46 @@ def test_preflight_names_the_bad_entry(site, ansible):
     broken = play(ansible, site, secrets_schedule="cron", secrets_schedule_command=["/usr/bin/true", "a\nb"])
     assert broken.rc != 0 and "no line break in any element" in broken.stdout
     assert not Path("/etc/cron.d/locksmith-secrets-rotate").exists()
+
+
+def test_env_file_values_are_quoted_or_refused(openbao, site, ansible):
+    # Generated values with characters that systemd and docker compose would read differently if written bare.
+    secret = site["hmac_secret"].replace("/webhook", "/odd")
+    odd = {"secret": secret, "target": "generic", "character_classes": ["symbols"], "symbols": '$# "`;&'}
+    consumer = {"path": str(site["env_file"]), "owner": "root", "vars": {"ODD": secret, "KEY": site["hmac_secret"]}}
+    rotations = [site["vars"]["secrets_rotations"][1], odd]
+    first = play(ansible, site, secrets_rotations=rotations, secrets_consumers=[consumer])
+    assert first.rc == 0, first.stdout[-3000:]
+    value = current(openbao, secret)["value"]
+    key = current(openbao, site["hmac_secret"])["key"]
+    assert set(value) <= set(odd["symbols"])
+    # Plain values stay bare (files written before quoting existed do not change); the others are single-quoted.
+    assert site["env_file"].read_text().splitlines()[-2:] == [f"ODD='{value}'", f"KEY={key}"]
+    # A shell reads single quotes as systemd does: literally, no expansion, no comment, no word splitting.
+    shell = subprocess.run(
+        ["/bin/sh", "-c", 'set -a; . "$0"; printf %s "$ODD"', str(site["env_file"])],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    assert shell.stdout == value
+
+    # A value stored by hand with a line break and a quote would add a variable: refused, the file kept.
+    before = site["env_file"].read_bytes()
+    client = openbao.client().secrets.kv.v2
+    doc = client.read_secret_version(path=secret, mount_point="secret", raise_on_deleted_version=True)["data"]["data"]
+    injected = "x'\nLD_PRELOAD=/tmp/evil.so"
+    doc["current"]["value"]["value"] = injected
+    client.create_or_update_secret(path=secret, secret=doc, mount_point="secret")
+    refused = play(ansible, site, tags="secrets_consumers", secrets_rotations=rotations, secrets_consumers=[consumer])
+    output = refused.stdout + refused.stderr
+    assert refused.rc != 0
+    assert f"{site['env_file']} was left as it was: the values of ODD hold a single quote" in output
+    assert "LD_PRELOAD" not in output and site["env_file"].read_bytes() == before
+
+    # Symbols that generated values could not carry are refused before any rotation.
+    quote = dict(odd, symbols="ab'c")
+    bad = play(ansible, site, secrets_rotations=[quote], secrets_consumers=[consumer])
+    assert bad.rc != 0 and f"The symbols of secrets_rotations[0] ({secret}) hold a single quote" in bad.stdout
+    assert current(openbao, secret)["value"] == injected
