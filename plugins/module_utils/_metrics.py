@@ -24,6 +24,7 @@ METRIC_TYPES = ("gauge", "counter", "untyped")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _SAFE_SUBJECT = re.compile(r"[^A-Za-z0-9_.-]")
+_NAME_MAX = 255  # bytes in a file name on Linux file systems; textfile names are ASCII
 _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
 _LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -108,7 +109,7 @@ def render(families):
 def parse(text):
     """Parse exposition text into {(name, ((label, value), ...)): value}; comments are skipped."""
     samples = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # lines end in \n only: a \r in a label value is data
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -117,7 +118,10 @@ def parse(text):
             raise MetricsError("cannot parse metrics line %r" % line)
         name, label_text, value = match.group(1), match.group(3), match.group(4)
         labels = tuple(sorted((k, unescape_label_value(v)) for k, v in _LABEL_PAIR.findall(label_text or "")))
-        samples[(name, labels)] = float(value)
+        try:
+            samples[(name, labels)] = float(value)
+        except ValueError as err:
+            raise MetricsError("cannot parse metrics line %r: %r is not a number" % (line, value)) from err
     return samples
 
 
@@ -128,9 +132,14 @@ def textfile_name(producer, subject=None):
     if subject is None or subject == "":
         return "locksmith_%s.prom" % producer
     slug = _SAFE_SUBJECT.sub("_", str(subject))
+    digest = hashlib.sha256(str(subject).encode("utf-8")).hexdigest()[:8]
     if slug != str(subject) or slug.startswith("."):
-        slug = "%s_%s" % (slug.lstrip("."), hashlib.sha256(str(subject).encode("utf-8")).hexdigest()[:8])
-    return "locksmith_%s_%s.prom" % (producer, slug)
+        slug = "%s_%s" % (slug.lstrip("."), digest)
+    name = "locksmith_%s_%s.prom" % (producer, slug)
+    if len(name) > _NAME_MAX:
+        # Only names the file system would refuse are shortened, so every name that worked keeps its file.
+        name = "locksmith_%s_%s_%s.prom" % (producer, slug[:160], digest)
+    return name
 
 
 def read_textfile(path):
@@ -140,6 +149,12 @@ def read_textfile(path):
             return parse(handle.read())
     except FileNotFoundError:
         return {}
+    except (UnicodeDecodeError, MetricsError):
+        # Damaged: the file is ours and rewritten whole, so it is read as absent (a counter it carried starts
+        # again at 0, which Prometheus reads as a reset) rather than failing a run whose work is done.
+        return {}
+    except OSError as err:
+        raise MetricsError("metrics file '%s' cannot be read (%s)" % (path, err.strerror), path=path) from err
 
 
 def previous_value(path, name, default=0.0, **labels):
@@ -168,8 +183,10 @@ def write_textfile(directory, producer, subject, families, check_mode=False):
         with open(path, encoding="utf-8") as handle:
             if handle.read() == content:
                 return False, path
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass  # missing, or damaged: written whole below
+    except OSError as err:
+        raise MetricsError("metrics file '%s' cannot be read (%s)" % (path, err.strerror), path=path) from err
     if not check_mode:
         # node_exporter runs as its own user and must read the file.
         write_atomic(path, content, mode=0o644)

@@ -156,7 +156,7 @@ def stream_command(argv, env, sink, describe):
         raise PgToolError(
             "%s failed (exit %d): %s" % (describe, rc, explain_dump_error(" ".join(errors) or "no message")),
             rc=rc,
-            stderr=errors[-20:],
+            stderr="\n".join(errors[-20:]),  # Ansible requires stderr to be a string
         )
     return [line for line in lines if line not in errors]
 

@@ -25,6 +25,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend imp
 STEPS = ("stage", "apply", "test", "promote", "revoke")
 CHARACTER_CLASSES = ("lower", "upper", "digits", "symbols")
 DEFAULT_SYMBOLS = "-_.~+=^"
+MAX_LENGTH = 4096
 
 
 class RotationError(LocksmithError):
@@ -54,6 +55,8 @@ def generate_secret(length, classes, symbols=DEFAULT_SYMBOLS):
         raise LocksmithError("character_classes is empty; name at least one of %s" % ", ".join(CHARACTER_CLASSES))
     if length < max(len(pools), 16):
         raise LocksmithError("length %d is too short; use at least 16 (and one per character class)" % length)
+    if length > MAX_LENGTH:
+        raise LocksmithError("length %d is too long; use at most %d" % (length, MAX_LENGTH))
     chars = [secrets.choice(pool) for pool in pools]
     alphabet = "".join(pools)
     chars += [secrets.choice(alphabet) for _index in range(length - len(chars))]

@@ -19,7 +19,7 @@ import os
 import secrets
 import subprocess  # nosec B404
 
-from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
+from ansible_collections.locksmith.ops.plugins.module_utils import _postgres, _urls
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._rotation import CredentialRejected, TargetUnavailable
 
@@ -58,7 +58,7 @@ def run_hook(argv, data, environ_update, timeout=120):
             timeout=timeout,
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired) as err:
+    except (OSError, ValueError, subprocess.TimeoutExpired) as err:  # ValueError: a NUL byte in argv
         raise TargetUnavailable("%s could not run: %s" % (argv[0], type(err).__name__)) from err
     return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
 
@@ -78,6 +78,17 @@ class Target:
 
     def validate(self):
         """Options only, no I/O."""
+        url = self.params.get("test_url")
+        problem = _urls.http_url_problem(url) if url else None
+        if problem:
+            raise LocksmithError("test_url %r %s; fix test_url (nothing was staged)" % (_urls.redact_url(url), problem))
+        for option in ("apply_command", "test_command"):
+            argv = self.params.get(option) or []
+            if any("\x00" in str(arg) for arg in argv) or (argv and not str(argv[0])):
+                raise LocksmithError(
+                    "%s holds a NUL byte or an empty program; give an argv list such as [/usr/local/bin/reload-app, "
+                    "--quiet] (nothing was staged)" % option
+                )
 
     def check(self, state):
         """Read-only checks before planning (roles exist, ...)."""
@@ -237,6 +248,7 @@ class PostgresPasswordTarget(_PostgresTarget):
     name = "postgresql_password"
 
     def validate(self):
+        super().validate()
         _postgres.validate_identifier(self.params["role"], "role")
 
     def check(self, state):
@@ -265,6 +277,7 @@ class PostgresAlternatingTarget(_PostgresTarget):
     grace_blocks = True
 
     def validate(self):
+        super().validate()
         roles = self.params["roles"] or []
         if len(roles) != 2 or roles[0] == roles[1]:
             raise LocksmithError("roles must name two different login roles, e.g. [app, app_clone]; got %s" % roles)

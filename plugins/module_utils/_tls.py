@@ -69,8 +69,8 @@ def tls_check_argument_spec() -> dict:
 
 def validate(params: dict) -> None:
     """Cross-field rules the spec cannot express; raise TlsCheckError naming the option."""
-    if params["timeout"] <= 0:
-        raise TlsCheckError("timeout %s must be above 0 seconds" % params["timeout"])
+    if not 0 < params["timeout"] <= 3600:  # also refuses nan and inf, which socket/select cannot take
+        raise TlsCheckError("timeout %s must be above 0 and at most 3600 seconds" % params["timeout"])
     if not 1 <= params["concurrency"] <= 256:
         raise TlsCheckError("concurrency %d must be between 1 and 256 threads" % params["concurrency"])
     if params.get("metrics_dir") and not os.path.isdir(params["metrics_dir"]):
@@ -94,10 +94,14 @@ def validate(params: dict) -> None:
             if problem:
                 raise TlsCheckError("endpoints[%d].%s %r %s" % (index, option, ep.get(option), problem))
         path = ep["http_path"]
-        if not path.startswith("/") or any(char.isspace() or not char.isprintable() for char in path):
+        if (
+            not path.startswith("/")
+            or not path.isascii()
+            or any(char.isspace() or not char.isprintable() for char in path)
+        ):
             raise TlsCheckError(
-                "endpoints[%d].http_path %r must start with / and hold no spaces or control characters; "
-                "percent-encode them (%%20)" % (index, path)
+                "endpoints[%d].http_path %r must start with / and hold only printable ASCII, no spaces or "
+                "control characters; percent-encode the others (%%20, %%C3%%A9)" % (index, path)
             )
         if not 0 < ep["port"] < 65536 or not 0 <= ep["http_redirect_port"] < 65536:
             raise TlsCheckError("endpoints[%d] '%s': port numbers must be 1-65535" % (index, ep["host"]))

@@ -99,7 +99,7 @@ options:
     type: str
     version_added: 0.1.0
   length:
-    description: Length of a generated value, at least 16.
+    description: Length of a generated value, from 16 to 4096.
     type: int
     default: 32
     version_added: 0.1.0

@@ -411,7 +411,8 @@ def test_bad_options_fail_with_a_message_naming_them(peers, args, match):
         ({"server_name": "a" * 300}, "endpoints[0].server_name 'aaaa"),
         ({"server_name": "x." + "a" * 64 + ".example"}, "is not a valid host name (encoding with"),
         ({"http_checks": True, "http_path": "/a\r\nX-Evil: 1"}, "endpoints[0].http_path '/a\\r\\nX-Evil: 1' must"),
-        ({"http_checks": True, "http_path": "/a b"}, "percent-encode them"),
+        ({"http_checks": True, "http_path": "/a b"}, "percent-encode the others"),
+        ({"http_checks": True, "http_path": "/caf\u00e9"}, "only printable ASCII"),
         ({"http_path": "index.html"}, "must start with /"),
     ],
 )

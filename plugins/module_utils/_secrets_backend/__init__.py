@@ -154,6 +154,11 @@ class SecretsBackend:
                 "backend '%s' needs %s; set %s" % (self.name, ", ".join(missing), " and ".join(missing)),
                 missing=missing,
             )
+        timeout = self.options.get("backend_timeout")
+        if timeout is not None and not 1 <= timeout <= 3600:
+            raise SecretsBackendError(
+                "backend_timeout %s must be from 1 to 3600 seconds; it bounds each request to the store" % timeout
+            )
 
     def describe(self, secret):
         """Where the secret lives, as shown in messages (no credentials)."""
@@ -208,7 +213,7 @@ class DocumentBackend(SecretsBackend):
         document, token = self._load(secret)
         if document is None:
             return SecretState(exists=False, token=token)
-        if document.get("format") != DOC_FORMAT:
+        if not isinstance(document, dict) or document.get("format") != DOC_FORMAT:
             raise SecretsBackendError(
                 "%s does not hold a locksmith.ops secret document (no 'format: %s'); "
                 "choose another path, or move the existing data away first" % (self.describe(secret), DOC_FORMAT)
@@ -216,8 +221,19 @@ class DocumentBackend(SecretsBackend):
         state = SecretState(exists=True, token=token, promoted_at=document.get("promoted_at"))
         for name in STAGES:
             entry = document.get(name)
-            if entry:
+            if not entry:
+                continue
+            # Edited by hand or damaged: named here, never read half-way (the value is not shown).
+            try:
+                if not isinstance(entry["value"], dict):
+                    raise TypeError("its value is not a mapping")
                 setattr(state, name, Version(entry["version"], entry["value"], entry.get("created")))
+            except (KeyError, TypeError, ValueError) as err:
+                raise SecretsBackendError(
+                    "%s holds a damaged %s version (%s: %s); put the document back from the store's history or "
+                    "a backup, or delete the secret and rotate it again"
+                    % (self.describe(secret), name, type(err).__name__, err)
+                ) from err
         return state
 
     @staticmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _urls
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
     BackendConflict,
     BackendDenied,
@@ -52,6 +53,16 @@ class AwsBackend(SecretsBackend):
     def __init__(self, options):
         super().__init__(options)
         self._client = None
+
+    def validate(self):
+        super().validate()
+        endpoint = self.options.get("aws_endpoint_url")
+        problem = _urls.http_url_problem(endpoint) if endpoint is not None else None
+        if problem:
+            raise SecretsBackendError(
+                "aws_endpoint_url %r %s; give one like https://secretsmanager.eu-west-1.amazonaws.com or leave it "
+                "unset for AWS" % (_urls.redact_url(endpoint), problem)
+            )
 
     def describe(self, secret):
         region = self.options.get("aws_region") or "the default region"

@@ -64,6 +64,14 @@ class FileBackend(DocumentBackend):
                 % (path, FILE_FORMAT),
                 path=path,
             )
+        secrets = data.get("secrets")
+        damaged = [name for name, entry in (secrets or {}).items() if not isinstance(entry, dict)]
+        if not isinstance(secrets, dict) or damaged:
+            raise SecretsBackendError(
+                "file_path '%s' is damaged (%s); put it back from a backup, or move it away and rotate again"
+                % (path, "'secrets' is not a mapping" if not isinstance(secrets, dict) else "entry %r" % damaged[0]),
+                path=path,
+            )
         return data
 
     def _lock(self):
@@ -104,13 +112,23 @@ class FileBackend(DocumentBackend):
         entry = self._read_file()["secrets"].get(secret)
         if entry is None:
             return None, 0
-        return entry, int(entry.get("revision", 0))
+        return entry, self._revision(entry, secret)
+
+    def _revision(self, entry, secret):
+        try:
+            return int(entry.get("revision", 0))
+        except (TypeError, ValueError) as err:
+            raise SecretsBackendError(
+                "file_path '%s' is damaged at secret '%s' (revision %r); put it back from a backup"
+                % (self.options["file_path"], secret, entry.get("revision")),
+                path=self.options["file_path"],
+            ) from err
 
     def _store(self, secret, document, token):
         handle = self._lock()
         try:
             data = self._read_file()
-            latest = int(data["secrets"].get(secret, {}).get("revision", 0))
+            latest = self._revision(data["secrets"].get(secret, {}), secret)
             if latest != int(token or 0):
                 raise BackendConflict(
                     "%s changed since it was read (revision %s, now %s); re-run to continue from the new state"

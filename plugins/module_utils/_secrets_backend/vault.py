@@ -13,7 +13,9 @@ Auth: token, approle or userpass; hvac is never left to pick a token from the en
 from __future__ import annotations
 
 import inspect
+import os
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _urls
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
     BackendConflict,
     BackendDenied,
@@ -69,9 +71,32 @@ class VaultBackend(DocumentBackend):
                 % (method, " and ".join(missing)),
                 missing=missing,
             )
+        problem = _urls.http_url_problem(self.options["vault_url"])
+        if problem:
+            raise SecretsBackendError(
+                "vault_url %r %s; give the server's address, e.g. https://vault.example.com:8200"
+                % (_urls.redact_url(self.options["vault_url"]), problem)
+            )
+        # Sent as HTTP headers, which carry ASCII only; a token holding anything else was pasted wrongly.
+        for option in ("vault_token", "vault_namespace"):
+            value = self.options.get(option)
+            if value and not (value.isascii() and value.isprintable()):
+                raise SecretsBackendError(
+                    "%s holds a character that is not printable ASCII (a stray paste?); give it as issued" % option
+                )
+        ca_cert = self.options.get("vault_ca_cert")
+        if ca_cert and not os.path.isfile(ca_cert):
+            raise SecretsBackendError(
+                "vault_ca_cert '%s' is not a file; give the PEM file of the CA that signed Vault's certificate"
+                % ca_cert
+            )
 
     def describe(self, secret):
-        return "Vault %s, KV v2 mount '%s', path '%s'" % (self.options["vault_url"], self._mount, secret)
+        return "Vault %s, KV v2 mount '%s', path '%s'" % (
+            _urls.redact_url(self.options["vault_url"]),
+            self._mount,
+            secret,
+        )
 
     @property
     def _mount(self):
@@ -107,7 +132,9 @@ class VaultBackend(DocumentBackend):
         return client
 
     def _convert(self, err, action, secret=None):
-        where = self.describe(secret) if secret is not None else "Vault %s" % self.options["vault_url"]
+        where = (
+            self.describe(secret) if secret is not None else "Vault %s" % _urls.redact_url(self.options["vault_url"])
+        )
         if isinstance(err, requests.exceptions.RequestException) or isinstance(
             err, (hvac.exceptions.VaultDown, hvac.exceptions.BadGateway, hvac.exceptions.InternalServerError)
         ):

@@ -18,8 +18,8 @@ import hashlib
 import queue
 import re
 import threading
-from urllib.parse import urlsplit
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _urls
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
     BACKUP_ID,
     MANIFEST_NAME,
@@ -74,7 +74,6 @@ _DENIED_CODES = {
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 # Only what no S3 API accepts: S3-compatible stores and legacy AWS buckets allow more than today's AWS rules.
 _BAD_BUCKET_CHARS = re.compile(r"[/\s\x00-\x1f\x7f-\x9f]")
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _REGION = re.compile(r"^[a-z0-9-]+\Z")
 
 
@@ -344,21 +343,15 @@ class S3Destination(Destination):
             )
 
     def _validate_endpoint_url(self):
-        """An endpoint_url, when given, is an http:// or https:// URL with a host."""
+        """An endpoint_url, when given, is an http:// or https:// URL with a host (and no credentials)."""
         endpoint = self.options.get("endpoint_url")
         if endpoint is None:
             return
-        try:
-            parts = urlsplit(endpoint)
-            parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
-            good = parts.scheme in ("http", "https") and bool(parts.hostname)
-            good = good and not _SPACE_OR_CONTROL.search(endpoint)
-        except ValueError:
-            good = False
-        if not good:
+        problem = _urls.http_url_problem(endpoint)
+        if problem:
             raise StorageError(
-                "%s: endpoint_url %r is not an http:// or https:// URL with a host; give one like "
-                "https://s3.eu-west-1.amazonaws.com or leave endpoint_url unset for AWS" % (self.name, endpoint),
+                "%s: endpoint_url %r %s; give one like https://s3.eu-west-1.amazonaws.com or leave endpoint_url "
+                "unset for AWS" % (self.name, _urls.redact_url(endpoint), problem),
                 destination=self.index,
                 option="endpoint_url",
             )

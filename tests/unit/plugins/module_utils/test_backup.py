@@ -158,3 +158,11 @@ def test_a_missing_work_dir_is_named(tmp_path):
     j = job(format="directory", work_dir=str(tmp_path / "absent"))
     with pytest.raises(_backup.BackupError, match=r"work_dir .*absent.* create it or choose another"):
         j._dump_database("app", {})
+
+
+def test_stream_command_error_output_is_one_string_as_ansible_requires():
+    # Ansible's action plugin calls stderr.splitlines(): a list there crashed the controller, losing the message.
+    script = "import sys; sys.stderr.write('pg_dump: error: no matching tables were found\\n'); sys.exit(1)"
+    with pytest.raises(_pg_dump.PgToolError, match="no matching tables were found") as err:
+        _pg_dump.stream_command(_sh(script), None, lambda d: True, "fake")
+    assert err.value.details["stderr"] == "pg_dump: error: no matching tables were found"

@@ -97,3 +97,32 @@ def test_counter_carries_across_runs(tmp_path):
 def test_missing_directory_names_the_fix(tmp_path):
     with pytest.raises(MetricsError, match="monitoring_agents"):
         _metrics.write_textfile(str(tmp_path / "absent"), "backup", "app", _backup_families())
+
+
+def test_a_damaged_textfile_reads_as_absent_and_is_rewritten(tmp_path):
+    families = _backup_families(failures=2)
+    name = _metrics.textfile_name("backup", "app")
+    for damage in (b'locksmith_backup_failures_total{database="app"} notanumber\n', b"\xff\xfe binary\n"):
+        (tmp_path / name).write_bytes(damage)
+        assert _metrics.read_textfile(str(tmp_path / name)) == {}
+        assert _metrics.previous_value(str(tmp_path / name), "locksmith_backup_failures_total", database="app") == 0
+        assert _metrics.write_textfile(str(tmp_path), "backup", "app", families)[0] is True
+        assert (tmp_path / name).read_text() == _metrics.render(families)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(MetricsError, match=r"metrics file '.*/dir' cannot be read"):
+        _metrics.read_textfile(str(tmp_path / "dir"))
+    with pytest.raises(MetricsError, match="is not a number"):
+        _metrics.parse("x 1e\n")
+
+
+def test_long_subjects_get_a_name_the_file_system_takes_and_short_ones_keep_theirs(tmp_path):
+    assert _metrics.textfile_name("secret", "a" * 200) == "locksmith_secret_%s.prom" % ("a" * 200)
+    long_names = {_metrics.textfile_name("secret", "a" * 400), _metrics.textfile_name("secret", "a" * 401)}
+    assert len(long_names) == 2 and all(len(name) <= 255 for name in long_names)
+    families = _backup_families()
+    assert _metrics.write_textfile(str(tmp_path), "secret", "b" * 512, families)[0] is True
+
+
+def test_a_carriage_return_in_a_label_value_round_trips():
+    families = [_metrics.Family("locksmith_tls_status", "status").add(1, endpoint="a\rb")]
+    assert _metrics.parse(_metrics.render(families)) == {("locksmith_tls_status", (("endpoint", "a\rb"),)): 1.0}

@@ -295,3 +295,37 @@ def test_run_hook_feeds_stdin_and_survives_commands_that_do_not_read_it():
         assert _rotation_targets.run_hook(["false"], "x" * 200000, {})[0] == 1
     with pytest.raises(_rotation.TargetUnavailable, match="no-such-binary-x could not run: FileNotFoundError"):
         _rotation_targets.run_hook(["no-such-binary-x"], "x", {})
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (_rotation_targets.HmacTarget({"test_url": "not a url"}), "test_url 'not a url' holds a space"),
+        (_rotation_targets.HmacTarget({"test_url": "ftp://x/check"}), "is not an http:// or https:// URL"),
+        (
+            _rotation_targets.GenericTarget({"test_url": "https://ops:Hunter2-url@x/check"}),
+            r"test_url 'https://\*\*\*@x/check' holds a user name or password",
+        ),
+        (_rotation_targets.GenericTarget({"apply_command": ["/bin/true\x00x"]}), "apply_command holds a NUL byte"),
+        (_rotation_targets.GenericTarget({"test_command": ["", "x"]}), "test_command holds a NUL byte or an empty"),
+        (
+            _rotation_targets.PostgresPasswordTarget({"role": "app", "test_url": "x"}),
+            "test_url 'x' is not an http",
+        ),
+    ],
+)
+def test_targets_refuse_bad_hooks_and_urls_before_staging(target, message):
+    with pytest.raises(LocksmithError, match=message) as err:
+        target.validate()
+    assert "Hunter2-url" not in str(err.value)
+
+
+def test_a_hook_that_cannot_start_is_a_target_error_not_a_crash():
+    with pytest.raises(_rotation.TargetUnavailable, match="could not run: ValueError"):
+        _rotation_targets.run_hook(["/bin/true\x00x"], "x", {})
+
+
+def test_length_is_capped_before_anything_is_generated():
+    with pytest.raises(LocksmithError, match="length 1099511627776 is too long; use at most 4096"):
+        _rotation.generate_secret(1 << 40, ["lower"])
+    assert len(_rotation.generate_secret(4096, ["lower"])) == 4096

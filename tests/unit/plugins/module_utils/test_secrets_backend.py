@@ -251,3 +251,61 @@ def test_file_store_lock_never_follows_a_planted_link(store, tmp_path):
     assert not (tmp_path / "created-by-the-link").exists() and not (tmp_path / "s.json").exists()
     store.stage("s", store.read("s"), {"value": "a"}, NOW)  # a plain lock file of its own: fine
     assert oct(lock.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"secrets": []}, "'secrets' is not a mapping"),
+        ({"secrets": {"s": "text"}}, "entry 's'"),
+        ({"secrets": {"s": {"format": "locksmith.secret/1", "revision": "abc"}}}, "damaged at secret 's'"),
+        ({"secrets": {"s": {"format": "locksmith.secret/1", "current": {"value": {}}}}}, "damaged current version"),
+        (
+            {"secrets": {"s": {"format": "locksmith.secret/1", "current": {"version": 1, "value": "pw"}}}},
+            "damaged current version .*not a mapping",
+        ),
+        (
+            {
+                "secrets": {
+                    "s": {"format": "locksmith.secret/1", "current": {"version": 1, "value": {}, "created": "x"}}
+                }
+            },
+            "damaged current version",
+        ),
+    ],
+)
+def test_a_damaged_file_store_is_named_not_crashed_on(tmp_path, document, message):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"format": "locksmith.secrets-file/1", **document}))
+    path.chmod(0o600)
+    with pytest.raises(SecretsBackendError, match=message):
+        make_backend(options(backend="file", file_path=str(path))).read("s")
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (dict(backend="file", file_path="/x", backend_timeout=0), "backend_timeout 0 must be from 1 to 3600"),
+        (dict(backend="file", file_path="/x", backend_timeout=-1), "backend_timeout -1 must be from 1 to 3600"),
+        (dict(backend="vault", vault_url="vault:8200", vault_token="t"), "is not an http:// or https:// URL"),
+        (dict(backend="vault", vault_url="http://v", vault_token="s\u00e9cret"), "vault_token holds a character"),
+        (
+            dict(backend="vault", vault_url="http://v", vault_token="t", vault_ca_cert="/nonexistent/ca.pem"),
+            "vault_ca_cert '/nonexistent/ca.pem' is not a file",
+        ),
+        (dict(backend="aws", aws_endpoint_url="not a url"), "aws_endpoint_url 'not a url' holds a space"),
+    ],
+)
+def test_store_options_are_checked_before_any_request(opts, message):
+    with pytest.raises(SecretsBackendError, match=message):
+        make_backend(options(**opts))
+
+
+def test_a_password_in_a_store_url_is_refused_and_never_shown():
+    for opts in (
+        dict(backend="vault", vault_url="https://ops:Hunter2-url@vault.example:8200", vault_token="t"),
+        dict(backend="aws", aws_endpoint_url="https://ops:Hunter2-url@sm.example"),
+    ):
+        with pytest.raises(SecretsBackendError, match="user name or password before the host") as err:
+            make_backend(options(**opts))
+        assert "Hunter2-url" not in str(err.value) and "***@" in str(err.value)

@@ -55,6 +55,12 @@ def test_permanent_errors_are_not_retried():
         ({"type": "s3", "bucket": "b", "sse_kms_key_id": "k"}, "needs sse=aws:kms"),
         ({"type": "s3", "bucket": "b", "access_key": "a"}, "go together"),
         ({"type": "s3", "bucket": "b", "prefix": "a/../b"}, "may not contain"),
+        ({"type": "s3", "bucket": "b", "endpoint_url": "s3.example.com"}, "is not an http:// or https:// URL"),
+        ({"type": "s3", "bucket": "b", "endpoint_url": "http://s3:99999"}, "port that is not a number"),
+        (
+            {"type": "s3", "bucket": "b", "endpoint_url": "https://ak:Hunter2-url@s3.example.com"},
+            r"endpoint_url 'https://\*\*\*@s3.example.com' holds a user name or password",
+        ),
     ],
 )
 def test_validate_names_the_destination_and_the_fix(options, match):

@@ -410,6 +410,8 @@ def _params(**over):
         ({"endpoints": []}, "endpoints is empty"),
         ({"metrics_dir": "/nonexistent"}, "metrics_dir '/nonexistent' does not exist; create it"),
         ({"timeout": -1.0}, "timeout -1.0 must be above 0"),
+        ({"timeout": float("nan")}, "timeout nan must be above 0 and at most 3600"),
+        ({"timeout": float("inf")}, "timeout inf must be above 0 and at most 3600"),
         ({"concurrency": 300}, "concurrency 300 must be between 1 and 256"),
         ({"warn_days": 3}, r"endpoints\[0\] 'a': warn_days 3 must be >= crit_days 7"),
     ],
@@ -427,6 +429,10 @@ def test_validate_ports_and_names():
     params = _params()
     params["endpoints"][1]["name"] = "a:443"
     with pytest.raises(_tls.TlsCheckError, match="both named 'a:443'"):
+        _tls.validate(params)
+    params = _params()
+    params["endpoints"][0]["http_path"] = "/\u00e9t\u00e9"  # sent in an ASCII request line: refused, not crashed on
+    with pytest.raises(_tls.TlsCheckError, match=r"only printable ASCII.*percent-encode the others"):
         _tls.validate(params)
     _tls.validate(_params())
 
