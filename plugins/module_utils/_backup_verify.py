@@ -73,6 +73,10 @@ def verify_entry(entry, key=None, read_data=True, pg_restore=None):
             result["errors"].append("%s: size %d, manifest says %d" % (name, stat["size"], artefact["size_bytes"]))
             continue
         expected = artefact.get("s3_checksum_sha256")
+        if expected and getattr(destination, "kind", None) == "s3" and not stat.get("checksum"):
+            # pg_backup always uploads with a SHA-256; an object without one was replaced after the backup.
+            result["errors"].append("%s: no stored checksum, manifest says %s (object replaced?)" % (name, expected))
+            continue
         if stat.get("checksum") and expected and stat["checksum"] != expected:
             result["errors"].append("%s: stored checksum %s, manifest says %s" % (name, stat["checksum"], expected))
             continue

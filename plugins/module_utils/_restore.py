@@ -196,6 +196,8 @@ def metadata_problems(entry):
             problems.append("%s: missing" % artefact["name"])
         elif stat["size"] != artefact["size_bytes"]:
             problems.append("%s: size %d, manifest says %d" % (artefact["name"], stat["size"], artefact["size_bytes"]))
+        elif artefact.get("s3_checksum_sha256") and entry.destination.kind == "s3" and not stat.get("checksum"):
+            problems.append("%s: no stored checksum, manifest has one (object replaced?)" % artefact["name"])
         elif stat.get("checksum") and artefact.get("s3_checksum_sha256"):
             if stat["checksum"] != artefact["s3_checksum_sha256"]:
                 problems.append("%s: stored checksum differs from the manifest" % artefact["name"])
@@ -340,12 +342,22 @@ class Server:
     def run(self, dbname, statement, args=None, rows=False):
         conn = _postgres.connect(self.params, dbname, autocommit=True)
         try:
-            self.queries.append(_postgres.rendered(conn, statement))
+            text = _postgres.rendered(conn, statement)
+            self.queries.append(text)
             if rows:
                 return _postgres.fetch_all(conn, statement, args)
             with conn.cursor() as cur:
                 cur.execute(statement, args)
             return None
+        except _postgres.psycopg2.Error as err:
+            # The server refused it (objects that depend on a table, a database in use): its words, and DETAIL.
+            diag = getattr(err, "diag", None)
+            reason = (getattr(diag, "message_primary", None) or str(err).strip().splitlines()[0]).strip()
+            detail = (getattr(diag, "message_detail", None) or "").strip().replace("\n", "; ")
+            raise RestoreError(
+                "%s in database '%s' was refused: %s%s" % (text, dbname, reason, " (%s)" % detail if detail else ""),
+                statement=text,
+            ) from err
         finally:
             conn.close()
 

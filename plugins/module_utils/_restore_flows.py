@@ -49,6 +49,8 @@ class RestoreJob:
         self.server = R.Server(params)
         self.entry = None
         self.target_exists = False
+        # Set once the run has dropped or replaced something in the target: a failure after it is not "nothing".
+        self.target_touched = False
 
     # reads and interlocks (also in check mode) ------------------------------------------------------
     def plan(self):
@@ -78,6 +80,12 @@ class RestoreJob:
             )
 
     def _interlocks_recover(self):
+        if self.target in ("postgres", "template0", "template1"):
+            raise R.RestoreError(
+                "target_database '%s' is the maintenance or a template database, which the restore connects to or "
+                "PostgreSQL cannot drop; recover into another database and point the application at it" % self.target,
+                option="target_database",
+            )
         wanted = R.confirm_text(self.target)
         if self.params.get("confirm") != wanted:
             raise R.RestoreError(
@@ -145,7 +153,9 @@ class RestoreJob:
                 else:
                     if self.target_exists:
                         self.server.drop_database(self.target)
+                        self.target_touched = True
                     self.server.create_database(self.target)
+                    self.target_touched = self.target_touched or self.mode == "recover"
                     if self.mode == "drill":
                         scratch = self.target
                     if not self.params.get("no_owner"):
@@ -215,12 +225,18 @@ class RestoreJob:
         pg_dump = find_tool("pg_dump", self.params.get("pg_bin_dir"))
         argv = [pg_dump, "--format=custom", "--no-password", "--no-owner", "--file=%s" % moved, *patterns]
         stream_command(argv, dump_env(self.params, scratch), lambda data: True, "pg_dump of the restored tables")
-        for restored in sorted(table_map.values()):
-            schema, name = restored.split(".")
+        restored = [name.split(".") for name in sorted(table_map.values())]
+        for schema in sorted({schema for schema, _name in restored}):
             self.server.run(self.target, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_postgres.identifier(schema)))
-            self.server.run(
-                self.target, sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(_postgres.identifier(schema, name))
-            )
+        # One statement, without CASCADE: all the tables go or none does, and a view, foreign key or rule of
+        # another object that uses one of them makes the server refuse (naming it) instead of vanishing with it.
+        self.server.run(
+            self.target,
+            sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.SQL(", ").join(_postgres.identifier(schema, name) for schema, name in restored)
+            ),
+        )
+        self.target_touched = True
         argv = R.pg_restore_argv(self.pg_restore, self.target, moved, dict(self.params, no_owner=True, jobs=1))
         R.run_pg_restore(argv, self.params, self.target, "pg_restore of the chosen tables into '%s'" % self.target)
         return table_map
@@ -282,6 +298,15 @@ class RestoreJob:
         ]
         verified = failure is None and not failed
         fate = "kept for inspection" if cleanup.get("kept") else ("dropped" if self.mode == "drill" else "restored")
+        if failure is not None and self.mode != "drill" and not self.target_touched:
+            fate = "unchanged: the restore stopped before it dropped anything"
+        elif failure is not None and self.target_touched:
+            fate = (
+                "incomplete: the restore stopped after it had dropped what it replaces"
+                " (recover again, or from the safety backup)"
+                if self.mode == "recover"
+                else "incomplete: the restore stopped after it had dropped the tables it replaces"
+            )
         return {
             "mode": self.mode,
             "database": self.database,

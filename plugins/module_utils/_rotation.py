@@ -101,6 +101,16 @@ def plan(state, policy, target, now):
         if policy.on_pending == "rollback":
             reason = "pending %s was left by an earlier run; on_pending is rollback" % pending.marker()
             return {"due": True, "reason": reason, "steps": ["rollback"], "resume": False}
+        if not isinstance(pending.value, dict) or not isinstance(pending.value.get(target.field), str):
+            # A label planted by hand (or another tool's version): resuming it would apply and promote a value
+            # this module never generated.
+            failure = RotationError(
+                "pending %s has no '%s' field, so secret_rotate did not stage it; remove that pending label in "
+                "the store, or set on_pending: rollback" % (pending.marker(), target.field),
+                failed_step="plan",
+            )
+            failure.state = state
+            raise failure
         resume, steps = True, ["apply", "test", "promote"]
         reason = "pending %s was left by an earlier run; resuming it (nothing new is staged)" % pending.marker()
     elif current is None:

@@ -88,6 +88,9 @@ options:
   allow_nonempty:
     description:
       - O(mode=recover) replaces a target database that holds tables; O(mode=tables) replaces tables that exist.
+      - O(mode=tables) drops the tables it replaces in one statement without C(CASCADE); if a view, a foreign
+        key or a rule of another object uses one of them, the server refuses, the message names those objects,
+        and nothing is dropped. Restore the dependent tables too, or drop those objects first.
     type: bool
     default: false
     version_added: 0.1.0
@@ -504,6 +507,9 @@ def main():
             module.warn(warning)
         details = dict(err.details)
         details["executed_queries"] = job.server.queries if job else []
+        # A recover or tables restore that failed after dropping its target did change the server.
+        left = details.get("report", {}).get("cleanup", {}).get("left")
+        details["changed"] = bool(getattr(job, "target_touched", False) or left)
         module.fail_json(msg=str(err), **details)
 
     for warning in warnings:

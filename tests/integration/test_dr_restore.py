@@ -340,6 +340,73 @@ def test_tables_mode_restores_only_the_chosen_tables(pg_cluster, seeded, dirs):
     assert not [d for d in databases(pg_cluster) if d.startswith("restore_")], "scratch database left behind"
 
 
+def test_tables_mode_never_drops_what_depends_on_a_replaced_table(pg_cluster, seeded, dirs):
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    # A view and a foreign key of tables not being restored: DROP ... CASCADE took them with it, silently.
+    pg_cluster.query(
+        "CREATE VIEW public.v_users AS SELECT id FROM public.users; "
+        "CREATE TABLE sales.refs (uid int REFERENCES public.users (id)); DELETE FROM sales.orders",
+        dbname=seeded,
+    )
+    destinations = [local(dirs["backups"])]
+    refused = restore(
+        pg_cluster, seeded, destinations, mode="tables", tables=["public.users", "sales.orders"], allow_nonempty=True
+    )
+    assert refused["failed"] and "was refused: cannot drop desired object(s) because other objects" in refused["msg"]
+    assert "(view v_users depends on table users; constraint refs_uid_fkey on table sales.refs" in refused["msg"]
+    assert "exception" not in refused and refused["changed"] is False
+    assert refused["report"]["target_fate"] == "unchanged: the restore stopped before it dropped anything"
+    # One statement: the table listed first was not dropped before the refusal either.
+    assert pg_cluster.query("SELECT count(*) FROM public.v_users", dbname=seeded)[0][0] == 3000
+    assert pg_cluster.query("SELECT count(*) FROM sales.orders", dbname=seeded)[0][0] == 0
+    fks = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'sales.refs'::regclass AND contype = 'f'"
+    assert pg_cluster.query(fks, dbname=seeded)[0][0] == 1
+    assert not [d for d in databases(pg_cluster) if d.startswith("restore_")], "scratch database left behind"
+
+
+def test_recover_refuses_the_maintenance_and_template_databases(pg_cluster, seeded, dirs):
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    for target in ("postgres", "template1"):
+        for check in (True, False):
+            result = restore(
+                pg_cluster,
+                seeded,
+                [local(dirs["backups"])],
+                check=check,
+                mode="recover",
+                target_database=target,
+                confirm=f"I understand this overwrites {target}",
+                allow_nonempty=True,
+                safety_backup_dir=str(dirs["safety"]),
+            )
+            assert (
+                result["failed"] and f"target_database '{target}' is the maintenance or a template" in (result["msg"])
+            ), result
+            assert "exception" not in result and not dirs["safety"].exists()
+
+
+def test_a_recover_that_fails_after_the_drop_says_so(pg_cluster, seeded, dirs):
+    pg_cluster.query("CREATE ROLE r_reader; GRANT SELECT ON public.users TO r_reader", dbname=seeded)
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    pg_cluster.query("REVOKE SELECT ON public.users FROM r_reader; DROP ROLE r_reader", dbname=seeded)
+    result = restore(
+        pg_cluster,
+        seeded,
+        [local(dirs["backups"])],
+        mode="recover",
+        confirm=f"I understand this overwrites {seeded}",
+        allow_nonempty=True,
+        safety_backup_dir=str(dirs["safety"]),
+        report_dir=str(dirs["reports"]),
+    )
+    # The GRANT to a role the server no longer has stops pg_restore after the old database was dropped.
+    assert result["failed"] and result["changed"] is True, result
+    assert result["report"]["target_fate"].startswith("incomplete: the restore stopped after it had dropped")
+    assert result["safety_backup"]["id"]
+    written = json.loads(next(dirs["reports"].glob("*.json")).read_text())
+    assert written["target_fate"] == result["report"]["target_fate"]
+
+
 def test_errors_name_the_input(pg_cluster, seeded, dirs, moto, s3_bucket):
     nothing = restore(pg_cluster, seeded, [local(dirs["backups"])])
     assert nothing["failed"] and "no complete, intact backup" in nothing["msg"], nothing

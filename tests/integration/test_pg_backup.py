@@ -225,6 +225,13 @@ def test_tampered_s3_object_is_detected_from_its_stored_checksum(pg_cluster, see
     assert tampered["backups"][0]["valid"] is False and "stored checksum" in tampered["backups"][0]["errors"][0]
     assert backup(pg_cluster, seeded, destinations, state="verified")["failed"]
 
+    # Replaced without a checksum (a plain put, as most tools do): every copy pg_backup counted had one, so its
+    # absence is the tampering, not a store that keeps none.
+    client.put_object(Bucket=s3_bucket, Key=key, Body=bytes(data))
+    bare = info(destinations, database=seeded)
+    assert bare["backups"][0]["valid"] is False and "no stored checksum" in bare["backups"][0]["errors"][0], bare
+    assert backup(pg_cluster, seeded, destinations, state="verified")["failed"]
+
 
 @pytest.fixture(scope="module")
 def big_database(pg_cluster):

@@ -45,6 +45,17 @@ PROMOTED_TAG = "locksmith:promoted"
 DENIED_CODES = ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidSignatureException")
 
 
+def _json_object(text):
+    """The dict a SecretString holds, or None when it is absent, not JSON, or not a JSON object."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class AwsBackend(SecretsBackend):
     """One Secrets Manager secret per name; the version ids are Secrets Manager's VersionIds."""
 
@@ -142,7 +153,14 @@ class AwsBackend(SecretsBackend):
                     VersionStage=label,
                 )
                 stamp = created.get(ids[0])
-                value = json.loads(response["SecretString"])
+                value = _json_object(response.get("SecretString"))
+                if value is None:
+                    # Never quote the value: it is the secret, maybe written by hand in another format.
+                    raise SecretsBackendError(
+                        "%s: version %s (%s) is not a JSON object as secret_rotate writes (a plain string, a "
+                        "JSON list or SecretBinary); choose another secret name, or move %s off that version"
+                        % (self.describe(secret), ids[0], label, label)
+                    )
                 setattr(state, stage, Version(ids[0], value, stamp.timestamp() if stamp else 0))
         # Secrets Manager labels the first version of a secret AWSCURRENT by itself: while it also
         # carries AWSPENDING it was never tested, so it is pending, not current.

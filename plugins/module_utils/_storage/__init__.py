@@ -114,7 +114,15 @@ def parse_backup_id(backup_id):
     match = BACKUP_ID.match(backup_id or "")
     if not match:
         return None
-    return calendar.timegm(time.strptime(match.group(1), "%Y%m%dT%H%M%SZ"))
+    try:
+        return calendar.timegm(time.strptime(match.group(1), "%Y%m%dT%H%M%SZ"))
+    except ValueError:  # digits in the shape of a date that is none (month 13, hour 99): not one of ours
+        return None
+
+
+def is_backup_id(name):
+    """True for a name pg_backup could have written: the id pattern holding a real UTC time."""
+    return parse_backup_id(name) is not None
 
 
 def new_backup_id(now):

@@ -17,12 +17,12 @@ import tempfile
 
 from ansible_collections.locksmith.ops.plugins.module_utils._atomic import TEMP_MARKER, fsync_directory
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
-    BACKUP_ID,
     MANIFEST_NAME,
     StorageDenied,
     StorageError,
     StorageFull,
     StorageMissing,
+    is_backup_id,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._storage.base import (
     BackupEntry,
@@ -211,7 +211,7 @@ class LocalDestination(Destination):
                 entries.append(BackupEntry(self, label, name[1:].split(TEMP_MARKER)[0], temporary=True))
                 entries[-1].temp_name = name
                 continue
-            if not BACKUP_ID.match(name):
+            if not is_backup_id(name):
                 continue
             manifest, problem = None, None
             if os.path.isfile(os.path.join(parent, name, MANIFEST_NAME)):

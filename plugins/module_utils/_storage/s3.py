@@ -21,12 +21,12 @@ import threading
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _urls
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import (
-    BACKUP_ID,
     MANIFEST_NAME,
     StorageDenied,
     StorageError,
     StorageMissing,
     TransientError,
+    is_backup_id,
     with_retries,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._storage.base import (
@@ -518,7 +518,7 @@ class S3Destination(Destination):
         ids = {}
         for key in keys:
             backup_id, _sep, name = key[len(root) :].partition("/")
-            if BACKUP_ID.match(backup_id):
+            if is_backup_id(backup_id):
                 ids.setdefault(backup_id, set()).add(name)
         entries = []
         for backup_id in sorted(ids):

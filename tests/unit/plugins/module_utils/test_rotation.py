@@ -119,6 +119,15 @@ def test_plan_resumes_a_leftover_pending_version_instead_of_staging():
     assert _rotation.plan(leftover, policy(stop_after="stage"), GENERIC, NOW)["steps"] == []
 
 
+def test_plan_refuses_to_resume_a_pending_version_it_did_not_stage():
+    # A pending label planted by hand (or left by another tool) would be applied and promoted as if generated here.
+    planted = state(current=version("3", key="k3"), pending=version("4", nokey="1"), promoted_age=10)
+    with pytest.raises(_rotation.RotationError, match="pending <secret v4> has no 'key' field") as err:
+        _rotation.plan(planted, policy(), HMAC, NOW)
+    assert err.value.details["failed_step"] == "plan" and "1" not in str(err.value).split("field")[1]
+    assert _rotation.plan(planted, policy(on_pending="rollback"), HMAC, NOW)["steps"] == ["rollback"]
+
+
 def test_plan_grace_blocks_targets_whose_previous_is_in_use():
     live = state(current=version("5"), previous=version("3"), promoted_age=600)
     blocked = _rotation.plan(live, policy(force=True), HMAC, NOW)

@@ -147,6 +147,27 @@ def test_aws_refuses_a_label_on_two_versions():
         aws_with(FakeSecretsManager({"v1": ["AWSCURRENT"], "v2": ["AWSCURRENT"]})).read("s")
 
 
+class HandMadeSecretsManager(FakeSecretsManager):
+    """A secret made by hand in Secrets Manager: its value is not the JSON object secret_rotate writes."""
+
+    def __init__(self, answer):
+        super().__init__({"v1": ["AWSCURRENT"]})
+        self.answer = answer
+
+    def get_secret_value(self, SecretId, VersionId, VersionStage):
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"SecretString": "hunter2-plain"}, {"SecretString": '["hunter2-list"]'}, {"SecretBinary": b"hunter2-bin"}],
+)
+def test_aws_a_hand_made_value_is_named_not_crashed_on_and_never_shown(answer):
+    with pytest.raises(SecretsBackendError, match=r"version v1 \(AWSCURRENT\) is not a JSON object") as err:
+        aws_with(HandMadeSecretsManager(answer)).read("s")
+    assert "hunter2" not in str(err.value)
+
+
 class RefusingSecretsManager:
     def __init__(self, code):
         self.code = code

@@ -218,6 +218,15 @@ def test_an_unreadable_manifest_makes_the_backup_incomplete(tmp_path):
     assert destination.labels() == ["app"]
 
 
+def test_a_name_shaped_like_a_backup_id_with_no_real_date_is_not_a_backup(tmp_path):
+    # Month 13, hour 99: strptime raised out of every module listing the destination, so no backup could run.
+    assert _storage.parse_backup_id("20261399T999999Z-0000") is None
+    (tmp_path / "app" / "20261399T999999Z-0000").mkdir(parents=True)
+    (tmp_path / "app" / "20261399T999999Z-0000" / "manifest.json").write_text("{}")
+    destination = local.LocalDestination(0, dest(type="local", path=str(tmp_path)), [])
+    assert destination.list_backups("app") == []
+
+
 @pytest.mark.parametrize("rule", ["keep_last", "daily", "weekly", "monthly", "max_age_days"])
 def test_negative_retention_is_refused_before_anything_runs(tmp_path, rule):
     # keep_last -2 pruned the two oldest backups (a slice from the end); max_age_days -1 pruned all but the newest.
