@@ -543,6 +543,13 @@ def test_s3_retention_and_an_aborted_upload_leave_no_trace(pg_cluster, seeded, m
     ]
     assert second["diff"]["after"]["pruned"] == [f"destinations[0] s3://{s3_bucket}/pg/ {first}"]
     client = moto.client("s3")
+    # An object named like an old backup id with nothing under it is not a backup: not listed, not "pruned"
+    # (it was reported pruned on every run and never went away).
+    client.put_object(Bucket=s3_bucket, Key=f"pg/{seeded}/20200101T000000Z-0000", Body=b"not ours")
+    third = backup(pg_cluster, seeded, [dest])
+    assert [p["id"] for p in third["pruned"]] == [second["backup"]["id"]], third["pruned"]
+    client.delete_object(Bucket=s3_bucket, Key=f"pg/{seeded}/20200101T000000Z-0000")
+    first, second = second["backup"]["id"], third
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert keys and not [k for k in keys if first in k]
 

@@ -108,6 +108,12 @@ class AwsBackend(SecretsBackend):
                 ) from err
             if code == "ResourceNotFoundException":
                 raise
+            if code == "InvalidRequestException" and "deletion" in str(err):
+                # Re-running never helps here: the secret waits out its recovery window unless restored.
+                raise SecretsBackendError(
+                    "%s is scheduled for deletion; restore it (aws secretsmanager restore-secret --secret-id ...) "
+                    "or rotate under another name" % self.describe(secret)
+                ) from err
             if code in ("InvalidParameterException", "InvalidRequestException", "ResourceExistsException"):
                 raise BackendConflict(
                     "%s: cannot %s (%s); the secret changed while this run was using it, re-run to continue"

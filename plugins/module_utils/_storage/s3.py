@@ -517,8 +517,9 @@ class S3Destination(Destination):
         keys = self._list(root)[0]
         ids = {}
         for key in keys:
-            backup_id, _sep, name = key[len(root) :].partition("/")
-            if is_backup_id(backup_id):
+            backup_id, sep, name = key[len(root) :].partition("/")
+            # A backup is a prefix: an object named like an id, with nothing under it, is someone else's.
+            if sep and is_backup_id(backup_id):
                 ids.setdefault(backup_id, set()).add(name)
         entries = []
         for backup_id in sorted(ids):

@@ -330,3 +330,17 @@ def test_a_password_in_a_store_url_is_refused_and_never_shown():
         with pytest.raises(SecretsBackendError, match="user name or password before the host") as err:
             make_backend(options(**opts))
         assert "Hunter2-url" not in str(err.value) and "***@" in str(err.value)
+
+
+def test_aws_a_secret_scheduled_for_deletion_says_so_instead_of_asking_for_a_re_run():
+    import botocore.exceptions
+
+    class Deleted(RefusingSecretsManager):
+        def describe_secret(self, SecretId):
+            message = "You can't perform this operation on the secret because it was marked for deletion."
+            error = {"Error": {"Code": "InvalidRequestException", "Message": message}}
+            raise botocore.exceptions.ClientError(error, "DescribeSecret")
+
+    with pytest.raises(SecretsBackendError, match="is scheduled for deletion; restore it") as err:
+        aws_with(Deleted("InvalidRequestException")).read("s")
+    assert not isinstance(err.value, BackendConflict) and "re-run" not in str(err.value)
