@@ -5,20 +5,21 @@
 The roles print paths into files whose syntax a few characters change: a line break starts a new setting (in a
 unit, an ExecStartPre=+ run as root), a blank splits a value in two, ';' and '#' end a directive or start a
 comment, quotes and backslashes change quoting, '%' is a systemd specifier and fail2ban's interpolation, '$' a
-shell or systemd variable. A path without any of them means the same in every one of those files.
+shell or systemd variable, and `|&<>()*?[]{}! are the shell's (cron lines and archive_command run through sh). A
+path without any of them means the same in every one of those files.
 """
 
 from __future__ import annotations
 
 import re
 
-_PLAIN_PATH = re.compile(r"/[^\s;#\"'\\%$\x00-\x1f\x7f]*\Z")
+_PLAIN_PATH = re.compile(r"/[^\s;#\"'\\%$`|&<>()*?\[\]{}!\x00-\x1f\x7f]*\Z")
 _SETTING_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def plain_path(value):
-    """True when value is an absolute path without blanks, control characters, ; # quotes \\ % or $."""
+    """True when value is an absolute path without blanks, control characters, ; # quotes \\ % $ or shell syntax."""
     return isinstance(value, str) and _PLAIN_PATH.match(value) is not None
 
 

@@ -180,6 +180,8 @@ REFUSED = [
     ),
     ("backup", PGBR_USER, {"backup_pgbackrest_user": "postgres" + UNIT_LINE}, "backup_pgbackrest_user is"),
     ("backup", PATHS, {"backup_metrics_dir": "/var/lib/x" + UNIT_LINE}, "backup_metrics_dir is"),
+    # Printed into the cron line, which sh runs: the command substitution ran as the backup user.
+    ("backup", PATHS, {"backup_log_dir": "/var/log/b`id>/tmp/pwned`"}, "backup_log_dir is"),
     (
         "backup",
         PGBR_OVERRIDES,

@@ -62,3 +62,9 @@ def test_settings_that_would_add_lines_are_not_plain(value):
 
 def test_both_tests_are_registered():
     assert set(PlainPathTests().tests()) == {"plain_path", "plain_settings"}
+
+
+@pytest.mark.parametrize("char", list("`|&<>()*?[]{}!"))
+def test_shell_syntax_is_not_plain(char):
+    # Printed into a cron line and PostgreSQL's archive_command, which sh runs: /a/`id` ran id as the job's user.
+    assert plain_path("/var/lib/a%sb" % char) is False
