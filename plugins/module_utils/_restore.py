@@ -62,6 +62,10 @@ class RestoreError(LocksmithError):
     """A backup could not be chosen, fetched, decrypted, restored or verified."""
 
 
+class StatementRefused(RestoreError):
+    """The server refused one statement (its reason in the message); a check may count it as failed."""
+
+
 def restore_argument_spec():
     """pg_backup_restore's options: connection and destination fragments plus its own."""
     spec = _postgres.postgres_argument_spec()
@@ -303,12 +307,23 @@ def decrypt(entry, fetched_dir, plain_dir, key):
 
 def toc(pg_restore, plain_path):
     """Extensions, owners and tables named in the archive's table of contents (`pg_restore --list`)."""
+    # Names are printed in the archive's encoding (LATIN1 databases exist): bytes that are not UTF-8 are kept
+    # as surrogates and such names left out below, never a decoding traceback.
     proc = subprocess.run(  # noqa: S603 # nosec B603
-        [pg_restore, "--list", plain_path], capture_output=True, text=True, check=False
+        [pg_restore, "--list", plain_path], capture_output=True, encoding="utf-8", errors="surrogateescape", check=False
     )
     if proc.returncode != 0:
         raise RestoreError("pg_restore --list '%s' failed: %s" % (plain_path, proc.stderr.strip()))
     return parse_toc(proc.stdout)
+
+
+def _utf8(text):
+    """Whether text came from valid UTF-8 (holds no surrogate standing for a byte that was not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_toc(text):
@@ -316,7 +331,7 @@ def parse_toc(text):
     extensions, owners, tables = set(), set(), set()
     for line in text.splitlines():
         match = _TOC_LINE.match(line.strip())
-        if not match:
+        if not match or not _utf8(line):  # a name in another encoding: not checked, rather than misread
             continue
         words = match.group("rest").split()
         routine = _ROUTINE.match(match.group("rest"))
@@ -354,7 +369,7 @@ class Server:
             diag = getattr(err, "diag", None)
             reason = (getattr(diag, "message_primary", None) or str(err).strip().splitlines()[0]).strip()
             detail = (getattr(diag, "message_detail", None) or "").strip().replace("\n", "; ")
-            raise RestoreError(
+            raise StatementRefused(
                 "%s in database '%s' was refused: %s%s" % (text, dbname, reason, " (%s)" % detail if detail else ""),
                 statement=text,
             ) from err
@@ -407,7 +422,10 @@ def _sql():
 
 def pg_restore_argv(pg_restore, target, plain_path, params, schema=None, tables=()):
     """pg_restore arguments: restore into ``target``; stop at the first error so nothing half-restored passes."""
-    argv = [pg_restore, "--no-password", "--exit-on-error", "--dbname=%s" % target]
+    # libpq reads a --dbname holding '=' (or a URI prefix) as a connection string, so a database named
+    # "port=5999 dbname=x" would go elsewhere: the name is given as a quoted connection-string value.
+    quoted = target.replace("\\", "\\\\").replace("'", "\\'")
+    argv = [pg_restore, "--no-password", "--exit-on-error", "--dbname=dbname='%s'" % quoted]
     if params.get("no_owner"):
         argv += ["--no-owner", "--no-acl"]
     if params.get("jobs", 1) > 1 and not tables:

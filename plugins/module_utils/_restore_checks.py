@@ -13,7 +13,7 @@ import time
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
 from ansible_collections.locksmith.ops.plugins.module_utils._atomic import write_atomic
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
-from ansible_collections.locksmith.ops.plugins.module_utils._restore import COMPARISONS, PHASES
+from ansible_collections.locksmith.ops.plugins.module_utils._restore import COMPARISONS, PHASES, StatementRefused
 
 # An estimate (pg_class.reltuples) of a small table is off by a few rows at most once analyzed.
 ESTIMATE_SLACK_ROWS = 10
@@ -47,14 +47,14 @@ def check_row_counts(server, target, manifest, database, table_map, tolerance):
     for source, restored in sorted(table_map.items()):
         if source not in counts:
             continue
-        schema, table = _postgres.split_qualified(restored, "table")
-        statement = _sql().SQL("SELECT count(*) AS n FROM {}").format(_postgres.identifier(schema, table))
+        # Names come from the archive's own table of contents: any name PostgreSQL allows ("order-items",
+        # "Café"), quoted by sql.Identifier, never checked against the plain-identifier rule for user input.
+        schema, _dot, table = restored.partition(".")
+        statement = _sql().SQL("SELECT count(*) AS n FROM {}").format(_sql().Identifier(schema, table))
         try:
             actual = server.run(target, statement, rows=True)[0]["n"]
-        except LocksmithError:
-            raise
-        except Exception as err:  # noqa: BLE001 - psycopg2 errors: the table is missing or unreadable
-            checks.append(_check("row_count", restored, counts[source], None, False, str(err).strip()))
+        except StatementRefused as err:  # the table is missing or unreadable: this check fails, the others run
+            checks.append(_check("row_count", restored, counts[source], None, False, err.msg))
             continue
         ok = count_matches(counts[source], actual, kind, tolerance)
         note = "manifest %s%s" % (kind, " (never analyzed: not compared)" if counts[source] is None else "")
@@ -184,7 +184,8 @@ def run_assertions(params, target, assertions, queries):
         except Exception as err:  # noqa: BLE001 - psycopg2 errors in the operator's SQL fail this check only
             checks.append(_check("assertion", item["name"], item["expected"], None, False, str(err).strip()))
         finally:
-            conn.rollback()
+            if not conn.closed:  # an assertion can end its own session (pg_terminate_backend)
+                conn.rollback()
             conn.close()
     return checks
 

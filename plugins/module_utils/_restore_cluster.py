@@ -67,6 +67,12 @@ def drill_role(role):
     return dict(role, flags=flags, password=None)
 
 
+def _shown_values(parts, values):
+    """The values of a setting as executed_queries shows them: a custom one (app.jwt_secret) redacted."""
+    custom = len(parts) > 1 or any("." in part for part in parts)
+    return ["<redacted>"] * len(values) if custom else values
+
+
 class ClusterRestoreJob:
     """pg_backup_restore of a backup labelled all-databases (modes drill and recover)."""
 
@@ -75,6 +81,8 @@ class ClusterRestoreJob:
         self.warnings = warnings
         self.clock = clock
         self.mode = params["mode"]
+        # Set once a recover has dropped or created a database or a role: a failure after it is not "nothing".
+        self.target_touched = False
         if self.mode not in ("drill", "recover"):
             raise R.RestoreError(
                 "mode=%s restores within one database; an all-databases backup restores with mode drill or "
@@ -248,6 +256,11 @@ class ClusterRestoreJob:
             path, self.globals_checks = self._fetch_plain(artefacts[:1], work)
             with open(path, encoding="utf-8") as handle:
                 return G.parse_globals(handle.read())
+        except UnicodeDecodeError as err:
+            raise R.RestoreError(
+                "the globals artefact of this backup is not UTF-8 (%s); take the backup again with "
+                "PGCLIENTENCODING=UTF8 so role names and comments read back as written" % err.reason
+            ) from err
         except OSError as err:
             raise R.local_error(err, work) from err
         finally:
@@ -361,8 +374,14 @@ class ClusterRestoreJob:
             statement, shown = G.create_role_sql(name, role)
             self._exec("postgres", statement, shown, "creating role '%s'" % name)
             self.created_roles.append(name)
+            self.target_touched = self.target_touched or self.mode == "recover"
             for parts, values in role["settings"]:
-                self._exec("postgres", G.role_setting_sql(name, parts, values), what="setting of role '%s'" % name)
+                self._exec(
+                    "postgres",
+                    G.role_setting_sql(name, parts, values),
+                    G.role_setting_sql(name, parts, _shown_values(parts, values)),
+                    "setting of role '%s'" % name,
+                )
             if role.get("comment") is not None:
                 self._exec("postgres", G.comment_role_sql(name, role["comment"]), what="comment on role '%s'" % name)
         for item in self.globals["memberships"]:
@@ -380,18 +399,23 @@ class ClusterRestoreJob:
     def _database_header(self, plain_path):
         """Owner, encoding, locale, settings and grants from the archive's DATABASE entries."""
         listed = subprocess.run(  # noqa: S603 # nosec B603
-            [self.pg_restore, "--create", "--list", plain_path], capture_output=True, text=True, check=False
+            [self.pg_restore, "--create", "--list", plain_path],
+            capture_output=True,
+            encoding="utf-8",
+            errors="surrogateescape",  # the archive's encoding, byte for byte into the list file below
+            check=False,
         )
         entries = database_list_entries(listed.stdout) if listed.returncode == 0 else []
         if not entries:
             return G.parse_database("")
         list_file = plain_path.rstrip("/") + ".database-list"
-        with open(list_file, "w", encoding="utf-8") as handle:
+        with open(list_file, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write("\n".join(entries) + "\n")
         proc = subprocess.run(  # noqa: S603 # nosec B603
             [self.pg_restore, "--create", "--schema-only", "--use-list=%s" % list_file, "--file=-", plain_path],
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             check=False,
         )
         if proc.returncode != 0:
@@ -421,12 +445,24 @@ class ClusterRestoreJob:
         if self.state[target]["exists"]:
             sql = R._sql()
             self._exec(maintenance, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(_postgres.identifier(target)))
+            self.target_touched = self.mode == "recover"
         self._exec(maintenance, G.create_database_sql(target, owner, header["options"]), what="creating '%s'" % target)
+        self.target_touched = self.target_touched or self.mode == "recover"
         for parts, values in header["settings"]:
-            self._exec("postgres", G.database_setting_sql(target, parts, values), what="setting of '%s'" % target)
+            self._exec(
+                "postgres",
+                G.database_setting_sql(target, parts, values),
+                G.database_setting_sql(target, parts, _shown_values(parts, values)),
+                "setting of '%s'" % target,
+            )
         for role, parts, values in header["role_settings"]:
             if role in roles:
-                self._exec("postgres", G.role_setting_sql(role, parts, values, target), what="role setting")
+                self._exec(
+                    "postgres",
+                    G.role_setting_sql(role, parts, values, target),
+                    G.role_setting_sql(role, parts, _shown_values(parts, values), target),
+                    "role setting",
+                )
         if not self.params.get("no_owner"):
             for grant in header["grants"]:
                 if grant["grantee"] == "PUBLIC" or grant["grantee"] in roles:
@@ -514,6 +550,14 @@ class ClusterRestoreJob:
         ]
         verified = failure is None and not failed
         fate = "kept for inspection" if cleanup.get("kept") else ("dropped" if self.mode == "drill" else "restored")
+        if failure is not None and self.mode == "recover":
+            done = ", ".join(r["target_database"] for r in restored) or "none"
+            fate = (
+                "incomplete: the recover stopped after it had created roles or replaced databases (restored: %s); "
+                "recover again, or from the safety backups" % done
+                if self.target_touched
+                else "unchanged: the recover stopped before it dropped or created anything"
+            )
         globals_done = dict(self.prediction, roles_created=list(self.created_roles))
         return {
             "mode": self.mode,

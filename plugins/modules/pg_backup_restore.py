@@ -508,8 +508,11 @@ def main():
         details = dict(err.details)
         details["executed_queries"] = job.server.queries if job else []
         # A recover or tables restore that failed after dropping its target did change the server.
-        left = details.get("report", {}).get("cleanup", {}).get("left")
-        details["changed"] = bool(getattr(job, "target_touched", False) or left)
+        # So did one that left a server running (PITR checks failed) or scratch databases kept or not dropped.
+        report = details.get("report", {})
+        left = report.get("cleanup", {}).get("left") or report.get("cleanup", {}).get("kept")
+        running = str(report.get("target_fate", "")).startswith("running")
+        details["changed"] = bool(getattr(job, "target_touched", False) or left or running)
         module.fail_json(msg=str(err), **details)
 
     for warning in warnings:

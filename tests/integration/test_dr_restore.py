@@ -562,3 +562,17 @@ def test_pitr_brings_back_deleted_rows(archived_cluster, dirs):
     assert cluster.query("SELECT count(*) FROM t", dbname="app")[0][0] == 0
     again = run_module_inprocess("pg_backup_restore", args)
     assert again["failed"] and "is not empty" in again["msg"], again
+
+
+def test_pitr_left_running_after_a_failed_check_says_changed(archived_cluster):
+    # The server is promoted and left running for inspection: the host changed, whatever the checks said.
+    cluster, conf, work = archived_cluster[:3]
+    args = pitr_args(
+        cluster,
+        conf,
+        pitr_data_dir=str(work / "restored"),
+        assertions=[{"name": "impossible", "sql": "SELECT count(*) FROM t", "expected": -1}],
+    )
+    result = run_module_inprocess("pg_backup_restore", args)
+    assert result["failed"] and result["report"]["target_fate"] == "running, left for inspection", result
+    assert result["changed"] is True

@@ -30,6 +30,8 @@ ROLES_SQL = [
     "CREATE DATABASE app OWNER app_owner",
     "CREATE DATABASE billing OWNER billing_owner TEMPLATE template0 ENCODING 'SQL_ASCII' LOCALE 'C'",
     "ALTER DATABASE app SET work_mem TO '8MB'",
+    # A custom setting holding a secret (PostgREST's pattern): restored, never shown.
+    """ALTER DATABASE app SET "app.jwt_secret" TO 'jwt-secret-xyz'""",
     "GRANT CONNECT ON DATABASE billing TO reader",
 ]
 APP_SQL = (
@@ -38,7 +40,10 @@ APP_SQL = (
     "CREATE TABLE sales.orders (id int, user_id int, total numeric); ALTER TABLE sales.orders OWNER TO app_owner; "
     "INSERT INTO public.users SELECT g, 'user ' || g FROM generate_series(1, 1500) g; "
     "INSERT INTO sales.orders SELECT g, g % 100, g * 1.5 FROM generate_series(1, 2500) g; "
-    "GRANT SELECT ON public.users TO reader; ANALYZE"
+    "GRANT SELECT ON public.users TO reader; "
+    # A name PostgreSQL allows that the rule for user-given identifiers does not: counted, not refused.
+    'CREATE TABLE public."order-items" (id int); ALTER TABLE public."order-items" OWNER TO app_owner; '
+    'INSERT INTO public."order-items" SELECT generate_series(1, 30); ANALYZE'
 )
 BILLING_SQL = (
     "CREATE TABLE invoices (id int PRIMARY KEY, amount numeric); ALTER TABLE invoices OWNER TO billing_owner; "
@@ -155,7 +160,12 @@ def test_drill_on_an_empty_cluster_creates_then_drops_everything(clusters, backe
     assert len(created) == 4 and all("NOLOGIN" in q and "PASSWORD" not in q for q in created), created
     assert not any(" LOGIN" in q for q in created)
     counts = {c["subject"]: c["actual"] for c in report["checks"] if c["check"] == "row_count"}
-    assert counts == {"app:public.users": 1500, "app:sales.orders": 2500, "billing:public.invoices": 700}
+    assert counts == {
+        "app:public.order-items": 30,
+        "app:public.users": 1500,
+        "app:sales.orders": 2500,
+        "billing:public.invoices": 700,
+    }
     assert {c["subject"] for c in report["checks"] if c["check"] == "assertion" and c["ok"]} == {"app:users"}
     assert [(c["subject"], c["ok"]) for c in report["checks"] if c["check"] == "extension"] == [("app:pgcrypto", True)]
     assert all(d["target_database"].startswith("drill_") for d in report["databases"])
@@ -217,6 +227,12 @@ def test_recover_onto_the_empty_cluster_gives_the_same_roles_owners_grants_and_r
     # The password hash is restored but never shown.
     assert "billing-secret" not in json.dumps(run) and "SCRAM-SHA-256" not in json.dumps(run)
     assert any("'<redacted>'" in q for q in run["executed_queries"])
+    assert "jwt-secret-xyz" not in json.dumps(run)
+    assert """ALTER DATABASE "app" SET "app.jwt_secret" TO '<redacted>'""" in run["executed_queries"]
+    assert """ALTER DATABASE "app" SET "work_mem" TO '8MB'""" in run["executed_queries"]
+    assert {"check": "row_count", "subject": "app:public.order-items", "expected": 30, "actual": 30} in [
+        {k: c[k] for k in ("check", "subject", "expected", "actual")} for c in report["checks"]
+    ]
     before, after = snapshot(source), snapshot(target)
     postgres_a = [r for r in before["roles"] if r[0] == "postgres"]
     postgres_b = [r for r in after["roles"] if r[0] == "postgres"]
@@ -227,6 +243,26 @@ def test_recover_onto_the_empty_cluster_gives_the_same_roles_owners_grants_and_r
     # The bootstrap superuser of B is left as it was: A's comment on it did not travel.
     assert postgres_a[0][-1] == "bootstrap of cluster A" and postgres_b[0][-1] is None
     assert target.query("SELECT has_database_privilege('reader', 'billing', 'CONNECT')") == [(True,)]
+
+
+def test_a_recover_that_fails_after_creating_a_database_says_incomplete_and_changed(backed_up):
+    # Without the globals, billing's owner is missing on a fresh cluster: pg_restore stops at its ALTER ... OWNER
+    # after the database was created.
+    fresh = PostgresCluster().start()
+    try:
+        result = restore(
+            fresh,
+            backed_up["destination"],
+            mode="recover",
+            databases=["billing"],
+            restore_globals=False,
+            confirm="I understand this overwrites billing",
+        )
+        assert result["failed"] and result["changed"] is True, result
+        assert result["report"]["target_fate"].startswith("incomplete: the recover stopped after"), result["report"]
+        assert "billing" in all_databases(fresh)
+    finally:
+        fresh.stop()
 
 
 def test_second_recover_is_refused_because_the_targets_hold_data(clusters, backed_up):

@@ -40,6 +40,31 @@ def test_parse_toc_reads_extensions_owners_and_tables():
     }
 
 
+def test_parse_toc_leaves_out_names_in_another_encoding(tmp_path):
+    # A LATIN1 database's "café" is printed as the byte 0xE9: read with surrogateescape, left out, not a crash.
+    script = tmp_path / "pg_restore"
+    listing = b"215; 1259 16390 TABLE public caf\xe9 app_owner\n216; 1259 16391 TABLE public users app_owner\n"
+    (tmp_path / "listing").write_bytes(listing)
+    script.write_text("#!/bin/sh\ncat %s\n" % (tmp_path / "listing"))
+    script.chmod(0o755)
+    assert R.toc(str(script), "/unused")["tables"] == ["public.users"]
+
+
+def test_row_counts_quote_any_name_the_archive_holds():
+    # "order-items" is a valid table name; checking it against the rule for user input failed a good drill.
+    class Server:
+        queries = []
+
+        def run(self, target, statement, rows=False):
+            self.queries.append(statement)
+            return [{"n": 2}]
+
+    server = Server()
+    manifest = {"row_counts": {"app": {"public.order-items": 2}}}
+    checks = C.check_row_counts(server, "t", manifest, "app", {"public.order-items": "public.order-items"}, 0.1)
+    assert [c["ok"] for c in checks] == [True]
+
+
 @pytest.mark.parametrize(
     ("actual", "expected", "how", "ok"),
     [
@@ -98,7 +123,7 @@ def test_pg_restore_argv():
         "/bin/pg_restore",
         "--no-password",
         "--exit-on-error",
-        "--dbname=t",
+        "--dbname=dbname='t'",
         "--no-owner",
         "--no-acl",
         "--jobs=2",
@@ -106,6 +131,13 @@ def test_pg_restore_argv():
     ]
     argv = R.pg_restore_argv("/bin/pg_restore", "t", "/w/d", {"jobs": 2}, schema="sales", tables=["orders"])
     assert "--jobs=2" not in argv and argv[-3:] == ["--schema=sales", "--table=orders", "/w/d"]
+
+
+def test_pg_restore_target_is_a_quoted_connection_string_value():
+    # A database name libpq would read as a connection string ('=' in it) must stay a name.
+    argv = R.pg_restore_argv("/bin/pg_restore", "port=5999 dbname=victim", "/w/d", {})
+    assert argv[3] == "--dbname=dbname='port=5999 dbname=victim'"
+    assert R.pg_restore_argv("/bin/pg_restore", "it's\\x", "/w/d", {})[3] == "--dbname=dbname='it\\'s\\\\x'"
 
 
 def test_phases_accumulate():
