@@ -5,7 +5,8 @@
 """Point-in-time recovery with pgBackRest into a new data directory, started on its own port and promoted.
 
 The restored server never archives (archive_mode=off on its command line), so it cannot write into the
-stanza of the cluster it was restored from.
+stanza of the cluster it was restored from, and it listens only where the checks reach it: its own socket
+directory (pitr_data_dir), or the TCP host named by login_host.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Locks
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import find_tool
 
 TARGET_TYPES = ["immediate", "time", "lsn"]
-PROMOTE_TIMEOUT_SECONDS = 120
+# Recovery may replay WAL for hours; it is given up only when it stops advancing for this long.
+STALL_TIMEOUT_SECONDS = 120
 # pgBackRest writes the stanza, config path and data directory unquoted into restore_command in
 # postgresql.auto.conf, and pg_ctl hands -D, -l and -o to /bin/sh: only characters that mean nothing to
 # either (no quotes, spaces, $, `, backslash, %, ',' or control characters) may appear in them.
@@ -37,9 +39,28 @@ _SAFE_STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 # The time forms pgBackRest reads, with the zone required: without one it assumes the host's local time.
 _TARGET_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(\.\d{1,3})?([+-]\d{2}(:?\d{2})?)\Z")
 _TARGET_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}\Z")
+# login_host becomes listen_addresses on the command line pg_ctl hands to /bin/sh: a host name or address only.
+_SAFE_HOST = re.compile(r"^(?!-)[A-Za-z0-9.:_-]{1,253}\Z")
 # sun_path holds 108 bytes with its terminating NUL; the server's socket is <pitr_data_dir>/.s.PGSQL.<port>.
 MAX_SOCKET_PATH_BYTES = 107
 LOG_TAIL_CHARS = 1500
+# A backup of a Debian-layout cluster lacks these (Debian keeps them in /etc/postgresql/<version>/<cluster>), and
+# the restored server cannot start without them. Written only where missing: settings then come from the restored
+# postgresql.auto.conf and the command line; root and postgres may log in as postgres on the restored server's
+# own socket (in the 0700 pitr_data_dir only they can enter), anyone else with a password from this host.
+MINIMAL_CONFIG = {
+    "postgresql.conf": "# Written by locksmith.ops (pg_backup_restore mode=pitr): the backup held none.\n",
+    "pg_hba.conf": (
+        "# Written by locksmith.ops (pg_backup_restore mode=pitr): the backup held no pg_hba.conf.\n"
+        "local all all peer map=locksmith_pitr\n"
+        "host all all samehost scram-sha-256\n"
+    ),
+    "pg_ident.conf": (
+        "# Written by locksmith.ops (pg_backup_restore mode=pitr): the backup held no pg_ident.conf.\n"
+        "locksmith_pitr root postgres\n"
+        "locksmith_pitr postgres postgres\n"
+    ),
+}
 
 
 def pitr_argument_spec():
@@ -75,6 +96,29 @@ def safe_path(value, option):
     return trimmed
 
 
+def target_epoch(target):
+    """The epoch seconds of a pitr_target time, or None when it is not in the form pgBackRest reads.
+
+    Raises ValueError for a date, time or zone offset that does not exist (2026-02-30, +25).
+    """
+    match = _TARGET_TIME.match(target)
+    if not match:
+        return None
+    moment = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+    zone = match.group(3).replace(":", "")
+    hours, minutes = int(zone[1:3]), int(zone[3:5] or 0)
+    if minutes >= 60:
+        raise ValueError("zone offset minutes out of range")
+    offset = datetime.timedelta(hours=hours, minutes=minutes) * (-1 if zone[0] == "-" else 1)
+    return moment.replace(tzinfo=datetime.timezone(offset)).timestamp() + float(match.group(2) or 0)
+
+
+def lsn_number(lsn):
+    """An LSN as one integer, for comparing two of them."""
+    high, low = lsn.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 def check_target(target_type, target):
     """pitr_target in the form pgBackRest and PostgreSQL both read for ``target_type``; raise RestoreError if not."""
     if target_type == "immediate":
@@ -92,9 +136,8 @@ def check_target(target_type, target):
             option="pitr_target",
         )
     if target_type == "time":
-        match = _TARGET_TIME.match(target)
         try:
-            valid = bool(match) and datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S") is not None
+            valid = target_epoch(target) is not None
         except ValueError:
             valid = False
         if not valid:
@@ -202,8 +245,26 @@ class PitrJob:
         self.base = [self.pgbackrest, "--stanza=%s" % stanza]
         if config:
             self.base.insert(1, "--config=%s" % config)
-        self.server = R.Server(dict(params, login_port=params["pitr_port"]))
-        self.newest = None
+        # The checks must reach the restored server and nothing else: through its own socket, or on the TCP
+        # host login_host names, which is then the only address it listens on.
+        host = params.get("login_host") or ""
+        if not host or host.startswith("/"):
+            self.listen = ""
+            server_params = dict(params, login_host=None, login_unix_socket=self.data_dir)
+        elif _SAFE_HOST.match(host):
+            self.listen = host
+            server_params = dict(params)
+        else:
+            raise R.RestoreError(
+                "login_host %r is not a host name or address; for mode=pitr the restored server listens on it "
+                "(pg_ctl passes it through /bin/sh): give one like 127.0.0.1, or omit it to check through the "
+                "restored server's socket in pitr_data_dir" % host,
+                option="login_host",
+            )
+        self.server = R.Server(dict(server_params, login_port=params["pitr_port"]))
+        self.backup = None
+        self.config_written = []
+        self.fate = None
 
     def plan(self):
         """Newest pgBackRest backup (for the RPO) and an empty target directory; changes nothing."""
@@ -216,8 +277,7 @@ class PitrJob:
                 "its own, outside any cluster" % (data_dir, inside),
                 option="pitr_data_dir",
             )
-        host = self.params.get("login_host")
-        host = "127.0.0.1" if not host or host.startswith("/") else host
+        host = self.listen or "127.0.0.1"
         if port_in_use(host, self.params["pitr_port"]):
             raise R.RestoreError(
                 "pitr_port %d is in use on %s (the source cluster or another server listens there); the restored "
@@ -243,18 +303,53 @@ class PitrJob:
                 "stanza '%s' has no backup; take one with pgbackrest backup" % self.params["pgbackrest_stanza"],
                 option="pgbackrest_stanza",
             )
-        self.newest = max(backups, key=lambda b: b["timestamp"]["stop"])
+        self.backup = self._choose_backup(backups)
         return {
             "mode": "pitr",
-            "id": self.newest["label"],
+            "id": self.backup["label"],
             "source": "pgbackrest stanza %s" % self.params["pgbackrest_stanza"],
             "location": data_dir,
-            "backup_ended_at": iso(self.newest["timestamp"]["stop"]),
+            "backup_ended_at": iso(self.backup["timestamp"]["stop"]),
             "target_database": self.database,
             "target_exists": False,
             "target": {"type": self.params["pitr_target_type"], "value": self.params.get("pitr_target")},
             "skipped": [],
         }
+
+    def _choose_backup(self, backups):
+        """The backup pgBackRest restores from: the newest one that ended before the target.
+
+        It is passed to pgBackRest as --set, so the report names the backup actually restored, and a target
+        older than every backup is refused here, before any file is written.
+        """
+        target_type, target = self.params["pitr_target_type"], self.params.get("pitr_target")
+        if target_type == "time":
+            limit = target_epoch(target)
+            usable = [b for b in backups if b["timestamp"]["stop"] < limit]
+        elif target_type == "lsn":
+            limit = lsn_number(target)
+            usable = [
+                b
+                for b in backups
+                if _TARGET_LSN.match(str(b.get("lsn", {}).get("stop"))) and lsn_number(b["lsn"]["stop"]) <= limit
+            ]
+        else:
+            usable = backups
+        if not usable:
+            oldest = min(backups, key=lambda b: b["timestamp"]["stop"])
+            raise R.RestoreError(
+                "pitr_target %s is before the end of the oldest backup in stanza '%s' (%s, which ended at %s, LSN "
+                "%s): no backup can recover to it; choose a later pitr_target; nothing was restored"
+                % (
+                    target,
+                    self.params["pgbackrest_stanza"],
+                    oldest["label"],
+                    iso(oldest["timestamp"]["stop"]),
+                    oldest.get("lsn", {}).get("stop", "unknown"),
+                ),
+                option="pitr_target",
+            )
+        return max(usable, key=lambda b: b["timestamp"]["stop"])
 
     def apply(self):
         started = self.clock()
@@ -265,14 +360,20 @@ class PitrJob:
             with phases.timed("restore"):
                 created = self._prepare_dir(data_dir)
                 try:
-                    argv = [*self.base, "--pg1-path=%s" % data_dir, "--type=%s" % self.params["pitr_target_type"]]
+                    argv = [
+                        *self.base,
+                        "--pg1-path=%s" % data_dir,
+                        "--set=%s" % self.backup["label"],
+                        "--type=%s" % self.params["pitr_target_type"],
+                    ]
                     if self.params["pitr_target_type"] != "immediate":
                         argv.append("--target=%s" % self.params["pitr_target"])
                     _run(
                         [*argv, "--target-action=promote", "restore"],
-                        "pgbackrest restore (newest backup %s stopped at %s)"
-                        % (self.newest["label"], iso(self.newest["timestamp"]["stop"])),
+                        "pgbackrest restore (backup %s, which ended at %s)"
+                        % (self.backup["label"], iso(self.backup["timestamp"]["stop"])),
                     )
+                    self._complete_config(data_dir)
                     self._start_and_promote(data_dir)
                 except LocksmithError as err:
                     raise self._discard(data_dir, created, err) from err
@@ -292,17 +393,22 @@ class PitrJob:
             "%s %s: expected %s, got %s" % (c["check"], c["subject"], c["expected"], c["actual"]) for c in failed
         ]
         verified = failure is None and not failed
-        rto, rpo = round(ended - started, 3), round(started - self.newest["timestamp"]["stop"], 3)
+        rto, rpo = round(ended - started, 3), round(started - self.backup["timestamp"]["stop"], 3)
+        if verified:
+            fate = "running, promoted"
+        elif restored:
+            fate = "running, left for inspection"
+        else:
+            fate = self.fate or "removed: the restore failed"
         report = {
             "mode": "pitr",
             "database": self.database,
-            "backup_id": self.newest["label"],
+            "backup_id": self.backup["label"],
             "source": "pgbackrest stanza %s" % self.params["pgbackrest_stanza"],
-            "backup_ended_at": iso(self.newest["timestamp"]["stop"]),
+            "backup_ended_at": iso(self.backup["timestamp"]["stop"]),
             "target_database": "%s on port %d" % (data_dir, self.params["pitr_port"]),
-            "target_fate": "running, promoted"
-            if verified
-            else ("running, left for inspection" if restored else "removed: the restore failed"),
+            "target_fate": fate,
+            "config_written": list(self.config_written),
             **R.measured_report(started, verified, phases, rto, rpo, self.params, checks, errors),
         }
         result = {"report": report}
@@ -325,10 +431,44 @@ class PitrJob:
                 "pitr_data_dir '%s' exists and is not a directory; name a new or empty directory" % data_dir,
                 option="pitr_data_dir",
             )
-        if os.listdir(data_dir):
+        try:
+            entries = os.listdir(data_dir)
+        except OSError as err:
+            raise R.RestoreError(
+                "pitr_data_dir '%s' cannot be read (%s); name a new or empty directory the module can enter"
+                % (data_dir, err.strerror),
+                option="pitr_data_dir",
+            ) from err
+        if entries:
             raise R.RestoreError(
                 "pitr_data_dir '%s' is not empty; PITR restores only into a new, empty data directory" % data_dir,
                 option="pitr_data_dir",
+            )
+
+    def _complete_config(self, data_dir):
+        """Write the configuration files the restored directory lacks (a Debian-layout backup), owned by postgres."""
+        owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        for name, text in MINIMAL_CONFIG.items():
+            path = os.path.join(data_dir, name)
+            if os.path.lexists(path):
+                continue
+            try:
+                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(text)
+                if owner is not None:
+                    os.chown(path, owner.pw_uid, owner.pw_gid)
+            except OSError as err:
+                raise R.RestoreError(
+                    "%s cannot be written into pitr_data_dir '%s' (%s)" % (name, data_dir, err)
+                ) from err
+            self.config_written.append(name)
+        if self.config_written:
+            self.warnings.append(
+                "backup %s holds no %s (a Debian-layout cluster keeps them in /etc/postgresql): minimal ones were "
+                "written into pitr_data_dir '%s' so the restored server could start; it runs with PostgreSQL's "
+                "defaults for settings not in its postgresql.auto.conf"
+                % (self.backup["label"], ", ".join(self.config_written), data_dir)
             )
 
     def _prepare_dir(self, data_dir):
@@ -388,6 +528,7 @@ class PitrJob:
             )
             if stop.returncode != 0 and os.path.exists(os.path.join(data_dir, "postmaster.pid")):
                 # Never delete the files of a server that may still run: say what to do instead.
+                self.fate = "running, could not be stopped after the failure"
                 return R.RestoreError(
                     "%s; the restored server in pitr_data_dir '%s' could not be stopped (%s): stop it with "
                     "pg_ctl -D %s -m immediate stop, then delete the directory"
@@ -410,6 +551,7 @@ class PitrJob:
             except OSError:
                 pass
         if left:
+            self.fate = "partly removed: %s left in pitr_data_dir" % ", ".join(left)
             fate = "removing it failed for %s; delete pitr_data_dir '%s' before the next run" % (left, data_dir)
         else:
             fate = "its files were removed from pitr_data_dir '%s'" % data_dir
@@ -419,34 +561,38 @@ class PitrJob:
         return R.RestoreError(message, **details)
 
     def _start_and_promote(self, data_dir):
-        # The clone must not archive into the source's stanza, and must not take the source's port or socket.
-        options = "-c port=%d -c archive_mode=off -c unix_socket_directories='%s'" % (
+        # The clone must not archive into the source's stanza, nor take the source's port, socket or addresses.
+        options = "-c port=%d -c archive_mode=off -c unix_socket_directories='%s' -c listen_addresses='%s'" % (
             self.params["pitr_port"],
             data_dir,
+            self.listen,
         )
         log = os.path.join(data_dir, "pitr-start.log")
         _run([self.pg_ctl, "-D", data_dir, "-l", log, "-o", options, "-w", "-t", "300", "start"], "pg_ctl start")
-        deadline = self.clock() + PROMOTE_TIMEOUT_SECONDS
+        # Replaying a day of WAL can take hours: wait while the replay advances, give up when it stalls.
+        progress, stalled_since = None, self.clock()
         while True:
             try:
-                rows = self.server.run("postgres", "SELECT pg_is_in_recovery() AS r", rows=True)
+                rows = self.server.run(
+                    "postgres", "SELECT pg_is_in_recovery() AS r, pg_last_wal_replay_lsn()::text AS lsn", rows=True
+                )
                 if not rows[0]["r"]:
                     return
+                if rows[0]["lsn"] != progress:
+                    progress, stalled_since = rows[0]["lsn"], self.clock()
+                reason = "its WAL replay stayed at %s" % progress
             except R.RestoreError:
                 raise
-            except Exception as err:
+            except LocksmithError as err:
                 if not os.path.exists(os.path.join(data_dir, "postmaster.pid")):
                     raise R.RestoreError(
                         "restored server in '%s' stopped during recovery (pitr_target not reached, or WAL missing "
                         "from the stanza)" % data_dir
                     ) from err
-                if self.clock() > deadline:
-                    raise R.RestoreError(
-                        "restored server on port %d never accepted connections: %s" % (self.params["pitr_port"], err)
-                    ) from err
-            if self.clock() > deadline:
+                reason = "it accepted no connection (%s)" % err
+            if self.clock() - stalled_since > STALL_TIMEOUT_SECONDS:
                 raise R.RestoreError(
-                    "restored server in '%s' did not finish recovery within %ds; see %s"
-                    % (data_dir, PROMOTE_TIMEOUT_SECONDS, log)
+                    "restored server in '%s' on port %d did not finish recovery: for %ds %s; see %s"
+                    % (data_dir, self.params["pitr_port"], STALL_TIMEOUT_SECONDS, reason, log)
                 )
             time.sleep(0.5)

@@ -57,6 +57,16 @@ options:
         start or the recovery fails, the server is stopped, the files written into O(pitr_data_dir) are
         removed and the error quotes the end of the server's log; a restored server whose checks fail is left
         running for inspection.
+      - For V(pitr) the backup restored is the newest that ended before O(pitr_target) (passed to pgBackRest as
+        C(--set), and named in the report); a target older than every backup is refused before anything is
+        written. Recovery is waited for as long as its WAL replay advances, and given up after 120 seconds
+        without progress.
+      - For V(pitr) the checks connect to the restored server through its own socket in O(pitr_data_dir) when
+        O(login_host) is empty or a socket directory (O(login_unix_socket) is then not used), and the server
+        listens on no TCP address; when O(login_host) names a host, the server listens there only. A backup of
+        a Debian-layout cluster holds no C(postgresql.conf), C(pg_hba.conf) or C(pg_ident.conf) (Debian keeps
+        them in C(/etc/postgresql)), so minimal ones are written (peer login as C(postgres) for root and postgres on
+        the socket, C(scram-sha-256) from this host), named in the report's C(config_written) and a warning.
     type: str
     default: drill
     choices: [drill, recover, tables, pitr]
@@ -290,7 +300,7 @@ options:
   pitr_port:
     description:
       - For O(mode=pitr), the port the restored server listens on; 1024 to 65535, and free on O(login_host)
-        (checked in check mode too).
+        (C(127.0.0.1) when it is not a host; checked in check mode too).
     type: int
     default: 5433
     version_added: 0.1.0
@@ -376,6 +386,9 @@ report:
   description:
     - The drill report, also written to O(report_dir); on failure returned with the error.
     - C(cleanup) names what a drill C(dropped), C(kept) (O(keep_scratch)) or C(left) because it could not drop it.
+    - With O(mode=pitr), C(target_fate) says whether the restored server is still running (promoted, left for
+      inspection, or not stoppable after a failure) or was removed (in part when some files could not be), and
+      C(config_written) lists the configuration files written into O(pitr_data_dir).
   returned: when not in check mode
   type: dict
   sample: {mode: drill, database: app, backup_id: 20261127T020000Z-1a2b, verified: true, passed: true,

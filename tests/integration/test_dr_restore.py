@@ -471,8 +471,7 @@ def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
 
 
 # ---- PITR with pgBackRest -------------------------------------------------------------------------
-@pytest.fixture
-def archived_cluster():
+def _archived(debian_layout):
     """A cluster of its own that archives WAL into a local pgBackRest stanza, with one full backup."""
     import os
     import pwd
@@ -501,8 +500,23 @@ def archived_cluster():
             f"archive_mode = on\narchive_command = 'pgbackrest --config={conf} --stanza=pitr archive-push %p'\n"
         )
     runuser = ["runuser", "-u", "postgres", "--"]
-    pg_ctl = [str(cluster.bin_dir / "pg_ctl"), "-D", str(cluster.datadir), "-l", str(cluster.log), "-w"]
-    subprocess.run([*runuser, *pg_ctl, "restart"], check=True, capture_output=True)
+    pg_ctl = [str(cluster.bin_dir / "pg_ctl"), "-l", str(cluster.log), "-w"]
+    subprocess.run([*runuser, *pg_ctl, "-D", str(cluster.datadir), "stop"], check=True, capture_output=True)
+    config_dir = cluster.datadir
+    if debian_layout:
+        # Debian keeps the configuration in /etc/postgresql/<version>/<cluster>, outside what a backup holds.
+        config_dir = work / "etc"
+        config_dir.mkdir()
+        for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+            shutil.move(cluster.datadir / name, config_dir / name)
+        with open(config_dir / "postgresql.conf", "a", encoding="utf-8") as handle:
+            handle.write(
+                f"data_directory = '{cluster.datadir}'\nhba_file = '{config_dir}/pg_hba.conf'\n"
+                f"ident_file = '{config_dir}/pg_ident.conf'\n"
+            )
+        for path in (config_dir, *config_dir.iterdir()):
+            os.chown(path, pg.pw_uid, pg.pw_gid)
+    subprocess.run([*runuser, *pg_ctl, "-D", str(config_dir), "start"], check=True, capture_output=True)
     base = [*runuser, "pgbackrest", f"--config={conf}", "--stanza=pitr"]
     cluster.create_database("app")
     cluster.query("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)", dbname="app")
@@ -516,6 +530,18 @@ def archived_cluster():
         )
     cluster.stop()
     shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def archived_cluster():
+    """A cluster of its own (configuration in its data directory) archiving into a pgBackRest stanza."""
+    yield from _archived(debian_layout=False)
+
+
+@pytest.fixture
+def debian_archived_cluster():
+    """The same with Debian's layout: postgresql.conf, pg_hba.conf and pg_ident.conf outside the data directory."""
+    yield from _archived(debian_layout=True)
 
 
 def test_pitr_brings_back_deleted_rows(archived_cluster, dirs):
@@ -576,3 +602,71 @@ def test_pitr_left_running_after_a_failed_check_says_changed(archived_cluster):
     result = run_module_inprocess("pg_backup_restore", args)
     assert result["failed"] and result["report"]["target_fate"] == "running, left for inspection", result
     assert result["changed"] is True
+
+
+def test_pitr_names_the_backup_it_restored_not_the_newest(archived_cluster):
+    # pgBackRest restores from the newest backup that ended before the target: the report must name that one.
+    import subprocess
+    import time
+
+    cluster, conf, work, base = archived_cluster
+    time.sleep(1.1)
+    target_time = cluster.query("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || '+00'")[0][0]
+    time.sleep(1.1)
+    cluster.query("INSERT INTO t SELECT generate_series(101, 150)", dbname="app")
+    subprocess.run([*base, "--type=full", "backup"], check=True, capture_output=True)
+    info = json.loads(subprocess.run([*base, "--output=json", "info"], check=True, capture_output=True).stdout)
+    first, second = (b["label"] for b in info[0]["backup"])
+    args = pitr_args(
+        cluster,
+        conf,
+        pitr_target_type="time",
+        pitr_target=target_time,
+        pitr_data_dir=str(work / "restored"),
+        assertions=[{"name": "rows then", "sql": "SELECT count(*) FROM t", "expected": 100}],
+    )
+    predicted = run_module_inprocess("pg_backup_restore", args, check=True)
+    assert predicted["restore"]["id"] == first, (first, second, predicted)
+    result = run_module_inprocess("pg_backup_restore", args)
+    assert result["report"]["verified"] and result["report"]["backup_id"] == first, result
+    assert result["report"]["config_written"] == [], result
+
+
+def test_pitr_of_a_debian_layout_cluster_starts_and_checks_through_its_own_socket(debian_archived_cluster):
+    # The backup holds no postgresql.conf or pg_hba.conf; with no login_host the checks must reach the restored
+    # server, not the source listening in the socket directory login_unix_socket names.
+    import socket
+
+    import psycopg2
+
+    from tests.harness.process import free_port
+
+    cluster, conf, work = debian_archived_cluster[:3]
+    port = free_port()
+    args = pitr_args(
+        cluster,
+        conf,
+        login_host=None,
+        login_unix_socket=str(cluster.socket_dir),
+        pitr_port=port,
+        pitr_data_dir=str(work / "restored"),
+        assertions=[
+            {"name": "rows", "sql": "SELECT count(*) FROM t", "expected": 100},
+            {"name": "promoted", "sql": "SELECT pg_is_in_recovery()::text", "expected": "false"},
+            {"name": "its own port", "sql": "SELECT current_setting('port')::int", "expected": port},
+        ],
+    )
+    result = run_module_inprocess("pg_backup_restore", args)
+    assert not result.get("failed") and result["report"]["verified"], result
+    assert result["report"]["config_written"] == ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"], result
+    assert "Debian-layout" in json.dumps(result.get("warnings")), result.get("warnings")
+    # It listens on its socket in the data directory only, not on TCP.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    restored = psycopg2.connect(host=str(work / "restored"), port=port, user="postgres", dbname="app")
+    try:
+        with restored.cursor() as cur:
+            cur.execute("SELECT count(*) FROM t")
+            assert cur.fetchone() == (100,)
+    finally:
+        restored.close()

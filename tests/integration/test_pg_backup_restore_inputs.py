@@ -73,6 +73,12 @@ def test_pitr_hostile_inputs_are_refused_before_anything_runs(archived_cluster):
         ),
         ("pitr_target", {"pitr_target_type": "lsn", "pitr_target": "0/0' recovery_end_command='touch %s" % marker}),
         ("pitr_target", {"pitr_target_type": "lsn", "pitr_target": "zz/yy"}),
+        ("pitr_target", {"pitr_target_type": "time", "pitr_target": "2026-11-27 02:00:00+25"}),  # no such zone
+        # Older than every backup: pgBackRest wrote the files, then the server stopped short of the target.
+        ("pitr_target", {"pitr_target_type": "time", "pitr_target": "2000-01-01 00:00:00+00"}),
+        ("pitr_target", {"pitr_target_type": "lsn", "pitr_target": "0/1"}),
+        # Becomes listen_addresses on the command line pg_ctl hands to /bin/sh.
+        ("login_host", {"login_host": "127.0.0.1' -c archive_command='touch %s" % marker}),
         ("pitr_target_type", {"pitr_target": "2026-11-27 02:00:00+00"}),  # was silently restored to the backup end
         ("roles", {"roles": ["a\x00b"]}),
         ("target_database", {"target_database": PAYLOAD}),  # was ignored while the restore ran

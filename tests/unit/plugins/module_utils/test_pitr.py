@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _pitr as P
+from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore as R
 
 
@@ -221,3 +222,135 @@ def test_pitr_refuses_a_non_empty_data_dir(tmp_path):
 def test_pitr_names_a_missing_pg_ctl():
     with pytest.raises(Exception, match="pg_ctl not found in pg_bin_dir '/nonexistent/bin'"):
         P.PitrJob(params(pg_bin_dir="/nonexistent/bin"), [])
+
+
+def test_target_times_are_read_with_their_zone():
+    utc = P.target_epoch("2026-11-27 02:00:00+00")
+    assert utc == 1795744800.0
+    assert P.target_epoch("2026-11-27 07:30:00+05:30") == P.target_epoch("2026-11-27 07:30:00+0530") == utc
+    assert P.target_epoch("2026-11-26 21:00:00-05") == utc
+    assert P.target_epoch("2026-11-27 02:00:00.250+00") == utc + 0.25
+    assert P.target_epoch("2026-11-27 02:00:00") is None
+
+
+@pytest.mark.parametrize("target", ["2026-11-27 02:00:00+25", "2026-11-27 02:00:00+05:75", "2026-02-30 02:00:00+00"])
+def test_target_times_that_do_not_exist_are_refused(target):
+    with pytest.raises(R.RestoreError, match="is not a time pgBackRest reads"):
+        P.check_target("time", target)
+
+
+def test_lsns_compare_as_numbers():
+    assert P.lsn_number("0/FF") < P.lsn_number("0/100") < P.lsn_number("1/0")
+
+
+def _backup(label, stop, lsn):
+    return {"label": label, "timestamp": {"start": stop - 5, "stop": stop}, "lsn": {"start": "0/1", "stop": lsn}}
+
+
+BACKUPS = [_backup("B1", 1795744800, "0/3000100"), _backup("B2", 1795748400, "0/5000100")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "label"),
+    [
+        ("immediate", None, "B2"),
+        ("time", "2026-11-27 02:30:00+00", "B1"),  # between the two: only the first ended before it
+        ("time", "2026-11-27 03:00:00+00", "B1"),  # the second ended at that very second: not before it
+        ("time", "2026-11-27 03:00:01+00", "B2"),
+        ("lsn", "0/4000000", "B1"),
+        ("lsn", "0/5000100", "B2"),
+    ],
+)
+def test_the_backup_restored_is_the_newest_that_ended_before_the_target(kind, target, label):
+    job = _job(pitr_target_type=kind, pitr_target=target)
+    assert job._choose_backup(BACKUPS)["label"] == label
+
+
+@pytest.mark.parametrize(("kind", "target"), [("time", "2026-11-27 01:59:59+00"), ("lsn", "0/3000000")])
+def test_a_target_older_than_every_backup_is_refused(kind, target):
+    with pytest.raises(R.RestoreError, match=r"before the end of the oldest backup in stanza 'main' \(B1,") as err:
+        _job(pitr_target_type=kind, pitr_target=target)._choose_backup(BACKUPS)
+    assert err.value.details["option"] == "pitr_target"
+
+
+@pytest.mark.parametrize(
+    ("login_host", "listen", "connect_to"),
+    [
+        ("127.0.0.1", "127.0.0.1", "127.0.0.1"),
+        ("::1", "::1", "::1"),
+        ("db1.internal", "db1.internal", "db1.internal"),
+        ("", "", "/srv/pitr"),  # the restored server's own socket, never the source's default one
+        ("/var/run/postgresql", "", "/srv/pitr"),
+    ],
+)
+def test_checks_reach_the_restored_server_where_it_listens(login_host, listen, connect_to):
+    job = _job(login_host=login_host, login_unix_socket="/var/run/postgresql", pitr_data_dir="/srv/pitr")
+    assert job.listen == listen
+    kwargs = _postgres.connect_kwargs(job.server.params, "app")
+    assert (kwargs["host"], kwargs["port"]) == (connect_to, 5433)
+
+
+@pytest.mark.parametrize("login_host", ["127.0.0.1' -c archive_command='touch /tmp/x", "a b", "-x", "h$(id)"])
+def test_a_login_host_that_is_no_host_name_is_refused(login_host):
+    with pytest.raises(R.RestoreError, match=r"login_host .* is not a host name or address") as err:
+        _job(login_host=login_host)
+    assert err.value.details["option"] == "login_host"
+
+
+def test_an_unreadable_data_dir_is_refused_without_a_traceback(tmp_path, monkeypatch):
+    (tmp_path / "restored").mkdir()
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    job = _job(pitr_data_dir=str(tmp_path / "restored"))
+    monkeypatch.setattr(P.os, "listdir", denied)
+    with pytest.raises(R.RestoreError, match=r"pitr_data_dir .* cannot be read \(Permission denied\)"):
+        job._check_empty_dir(str(tmp_path / "restored"))
+
+
+def test_missing_configuration_is_written_and_present_files_are_kept(tmp_path):
+    (tmp_path / "postgresql.conf").write_text("shared_buffers = 1GB\n")
+    warnings = []
+    job = P.PitrJob(params(pitr_data_dir=str(tmp_path)), warnings)
+    job.backup = BACKUPS[0]
+    job._complete_config(str(tmp_path))
+    assert job.config_written == ["pg_hba.conf", "pg_ident.conf"]
+    assert (tmp_path / "postgresql.conf").read_text() == "shared_buffers = 1GB\n"
+    assert "local all all peer map=locksmith_pitr" in (tmp_path / "pg_hba.conf").read_text()
+    assert os.stat(tmp_path / "pg_hba.conf").st_mode & 0o777 == 0o600
+    assert "B1 holds no pg_hba.conf, pg_ident.conf" in warnings[0]
+
+
+class _Recovering:
+    """A restored server that replays WAL: in recovery for ``steps`` polls, its LSN advancing if ``advancing``."""
+
+    def __init__(self, steps, advancing):
+        self.steps, self.advancing, self.polls = steps, advancing, 0
+
+    def run(self, dbname, statement, args=None, rows=False):
+        self.polls += 1
+        lsn = "0/%X" % (self.polls if self.advancing else 1)
+        return [{"r": self.polls <= self.steps, "lsn": lsn}]
+
+
+def _promoting(monkeypatch, server, tmp_path):
+    now = [0.0]
+    monkeypatch.setattr(P, "_run", lambda argv, describe: "")
+    monkeypatch.setattr(P.time, "sleep", lambda seconds: now.__setitem__(0, now[0] + 10))
+    job = P.PitrJob(params(pitr_data_dir=str(tmp_path)), [], clock=lambda: now[0])
+    job.server = server
+    return job
+
+
+def test_a_long_recovery_that_advances_is_waited_for(monkeypatch, tmp_path):
+    server = _Recovering(steps=100, advancing=True)  # 1000 s of replay, far past the stall limit
+    _promoting(monkeypatch, server, tmp_path)._start_and_promote(str(tmp_path))
+    assert server.polls == 101
+
+
+def test_a_recovery_that_stalls_is_given_up(monkeypatch, tmp_path):
+    server = _Recovering(steps=10**6, advancing=False)
+    with pytest.raises(R.RestoreError, match=r"did not finish recovery: for 120s its WAL replay stayed at 0/1"):
+        _promoting(monkeypatch, server, tmp_path)._start_and_promote(str(tmp_path))
+    assert server.polls < 20
