@@ -171,7 +171,9 @@ def choose_backup(destinations, label, backup_id=None, stat_check=True, all_data
     skipped = []
     for entry in sorted(candidates, key=lambda e: e.sort_key, reverse=True):
         if not entry.complete:
-            skipped.append({"id": entry.backup_id, "destination": entry.destination.name, "reason": "incomplete"})
+            # A manifest that is there but malformed says which field is wrong.
+            reason = getattr(entry, "manifest_error", None) or "incomplete"
+            skipped.append({"id": entry.backup_id, "destination": entry.destination.name, "reason": reason})
             continue
         problems = metadata_problems(entry) if stat_check else []
         if problems:
@@ -208,8 +210,39 @@ def metadata_problems(entry):
     return problems
 
 
+def safe_relpath(name, what):
+    """An artefact path from the manifest: relative, no '..', so it stays inside the work directory."""
+    plain = isinstance(name, str) and bool(name) and not name.startswith("/")
+    if not plain or any(p in ("", ".", "..") for p in name.replace("\\", "/").split("/")):
+        raise RestoreError(
+            "%s %r in the manifest is not a plain relative name; the manifest was altered: restore another "
+            "backup (backup_id)" % (what, name),
+            option="backup_id",
+        )
+    return name
+
+
+def check_artefacts(entry):
+    """Every artefact of the manifest is an object whose name and plain_name are plain relative paths.
+
+    The storage's shape check covers name; plain_name (int, list, None, '..' in a damaged manifest) would
+    otherwise fail as a TypeError or place a file outside the work directory.
+    """
+    for index, artefact in enumerate(entry.manifest.get("artefacts", [])):
+        what = "backup %s: artefacts[%d]" % (entry.backup_id, index)
+        if not isinstance(artefact, dict):
+            raise RestoreError(
+                "%s in the manifest is not an object; the manifest was altered: restore another backup (backup_id)"
+                % what,
+                option="backup_id",
+            )
+        safe_relpath(artefact.get("name"), what + ".name")
+        safe_relpath(artefact.get("plain_name"), what + ".plain_name")
+
+
 def dump_artefacts(entry):
     """The manifest's dump artefacts, in name order (directory format has one per file)."""
+    check_artefacts(entry)
     artefacts = [a for a in entry.manifest.get("artefacts", []) if a.get("kind") == "dump"]
     if not artefacts:
         raise RestoreError("backup %s has no dump artefact in its manifest; it cannot be restored" % entry.backup_id)
@@ -366,12 +399,8 @@ class Server:
             return None
         except _postgres.psycopg2.Error as err:
             # The server refused it (objects that depend on a table, a database in use): its words, and DETAIL.
-            diag = getattr(err, "diag", None)
-            reason = (getattr(diag, "message_primary", None) or str(err).strip().splitlines()[0]).strip()
-            detail = (getattr(diag, "message_detail", None) or "").strip().replace("\n", "; ")
             raise StatementRefused(
-                "%s in database '%s' was refused: %s%s" % (text, dbname, reason, " (%s)" % detail if detail else ""),
-                statement=text,
+                "%s in database '%s' was refused: %s" % (text, dbname, refusal(err)), statement=text
             ) from err
         finally:
             conn.close()
@@ -412,6 +441,18 @@ class Server:
                 self.run("postgres", _sql().SQL("CREATE ROLE {} " + OWN_ROLES[name]).format(_postgres.identifier(name)))
                 made.append(name)
         return made
+
+
+def refusal(err):
+    """Why the server refused a statement: its message and DETAIL, never the whole error text.
+
+    libpq adds a LINE excerpt of the statement as it ran to that text, and the statement may hold a password
+    hash or a setting's value that executed_queries shows redacted.
+    """
+    diag = getattr(err, "diag", None)
+    reason = getattr(diag, "message_primary", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    detail = (getattr(diag, "message_detail", None) or "").strip().replace("\n", "; ")
+    return "%s%s" % (reason.strip(), " (%s)" % detail if detail else "")
 
 
 def _sql():

@@ -30,23 +30,14 @@ from ansible_collections.locksmith.ops.plugins.module_utils._storage import ALL_
 
 _DATABASE_ENTRY = ("DATABASE ", "DATABASE PROPERTIES ", "ACL - DATABASE ", "COMMENT - DATABASE ")
 _PROTECTED = "SELECT current_user AS me, (SELECT rolname FROM pg_roles WHERE oid = 10) AS bootstrap"
+_VERSION = "SELECT current_setting('server_version_num')::int AS v"
+# A membership's INHERIT and SET options (PostgreSQL 16+); older servers take neither.
+GRANT_OPTIONS_SINCE = 160000
 
 
 def all_databases_confirm(databases):
     """The confirmation recover mode wants: the chosen databases, or 'all-databases' for all of them."""
     return R.confirm_text(", ".join(databases) if databases else ALL_DATABASES_LABEL)
-
-
-def safe_relpath(name, what):
-    """An artefact path from the manifest: relative, no '..', so it stays inside the work directory."""
-    parts = str(name).replace("\\", "/").split("/")
-    if not name or str(name).startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise R.RestoreError(
-            "%s %r in the manifest is not a plain relative name; the manifest was altered: restore another "
-            "backup (backup_id)" % (what, name),
-            option="backup_id",
-        )
-    return name
 
 
 def database_list_entries(listing):
@@ -174,9 +165,7 @@ class ClusterRestoreJob:
                 "backup %s lists no databases in its manifest; it cannot be restored" % self.entry.backup_id
             )
         names = [G.safe_name(n, "manifest database", strict=True) for n in names]
-        for artefact in manifest.get("artefacts", []):
-            safe_relpath(artefact.get("name"), "artefact name")
-            safe_relpath(artefact.get("plain_name"), "artefact plain_name")
+        R.check_artefacts(self.entry)
         missing = [n for n in self.selected if n not in names]
         if missing:
             raise R.RestoreError(
@@ -269,6 +258,7 @@ class ClusterRestoreJob:
     def _predict_globals(self):
         prediction = {"roles_created": [], "roles_existing": [], "tablespaces_created": [], "tablespaces_existing": []}
         prediction.update(memberships_granted=[], memberships_skipped=[], passwords_restored=[], skipped_statements=[])
+        self.grants = []  # (membership, whether INHERIT/SET go with it) for _apply_globals
         if self.globals is None:
             return prediction
         existing = {r["rolname"] for r in self.server.run("postgres", "SELECT rolname FROM pg_roles", rows=True)}
@@ -281,19 +271,52 @@ class ClusterRestoreJob:
             if role.get("password") is not None and self.mode == "recover":
                 prediction["passwords_restored"].append(name)
         created = set(prediction["roles_created"])
+        version = None
         for item in self.globals["memberships"]:
             shown = "%s TO %s" % (item["role"], item["member"])
             known = item["role"] in existing or item["role"] in created
-            if item["member"] in created and known:
-                prediction["memberships_granted"].append(shown)
-            else:
+            if item["member"] not in created or not known:
                 prediction["memberships_skipped"].append(shown)
+                continue
+            if version is None and (item.get("inherit") is not None or item.get("set") is not None):
+                version = self.server.run("postgres", _VERSION, rows=True)[0]["v"]
+            lost = self._grant_options_lost(item, version)
+            if lost:
+                prediction["memberships_skipped"].append("%s (%s)" % (shown, lost))
+                continue
+            prediction["memberships_granted"].append(shown)
+            # Granted as parsed, matched by the item itself: role names may hold " TO ".
+            self.grants.append((item, version is None or version >= GRANT_OPTIONS_SINCE))
         spaces = {r["spcname"] for r in self.server.run("postgres", "SELECT spcname FROM pg_tablespace", rows=True)}
         for name in sorted(self.globals["tablespaces"]):
             key = "tablespaces_existing" if name in spaces or self.mode == "drill" else "tablespaces_created"
             prediction[key].append(name)
         prediction["skipped_statements"] = list(self.globals["skipped"])
         return prediction
+
+    def _grant_options_lost(self, item, version):
+        """Why a membership is not granted on a server older than 16 (its INHERIT/SET FALSE), else None.
+
+        PostgreSQL 15 cannot limit one membership: granted there, it would pass on more than the backup's
+        did, so it is left out and reported. An INHERIT TRUE of a NOINHERIT member is granted, with a warning.
+        """
+        if version is None or version >= GRANT_OPTIONS_SINCE:
+            return None
+        shown = "%s TO %s" % (item["role"], item["member"])
+        limits = ", ".join("%s FALSE" % key.upper() for key in ("inherit", "set") if item.get(key) is False)
+        if limits:
+            self.warnings.append(
+                "membership %s has WITH %s in the backup (taken from PostgreSQL 16 or later), which this PostgreSQL "
+                "%d server cannot keep: it was not granted; grant it by hand if the member needs it, or restore "
+                "onto PostgreSQL 16 or later" % (shown, limits, version // 10000)
+            )
+            return "WITH %s: not kept by PostgreSQL %d, not granted" % (limits, version // 10000)
+        if item.get("inherit") and "NOINHERIT" in self.globals["roles"].get(item["member"], {}).get("flags", []):
+            self.warnings.append(
+                "membership %s has WITH INHERIT TRUE in the backup, but its member is NOINHERIT, so on this "
+                "PostgreSQL %d server it inherits nothing from it (SET ROLE still works)" % (shown, version // 10000)
+            )
+        return None
 
     # the restore -----------------------------------------------------------------------------------
     def apply(self):
@@ -356,8 +379,9 @@ class ClusterRestoreJob:
         except LocksmithError:
             raise
         except Exception as err:  # psycopg2 errors: the server refused this statement
+            # R.refusal, not str(err): that holds a LINE excerpt of ``statement`` with the secrets ``shown`` hides.
             raise R.RestoreError(
-                "%s failed: %s (statement: %s)" % (what or "restore", str(err).strip(), text), statement=text
+                "%s failed: %s (statement: %s)" % (what or "restore", R.refusal(err), text), statement=text
             ) from err
         finally:
             conn.close()
@@ -384,9 +408,12 @@ class ClusterRestoreJob:
                 )
             if role.get("comment") is not None:
                 self._exec("postgres", G.comment_role_sql(name, role["comment"]), what="comment on role '%s'" % name)
-        for item in self.globals["memberships"]:
-            if "%s TO %s" % (item["role"], item["member"]) in plan["memberships_granted"]:
-                self._exec("postgres", G.membership_sql(item), what="membership %s" % item)
+        for item, grant_options in self.grants:
+            self._exec(
+                "postgres",
+                G.membership_sql(item, grant_options),
+                what="membership '%s' TO '%s'" % (item["role"], item["member"]),
+            )
         for name in plan["tablespaces_created"]:
             space = self.globals["tablespaces"][name]
             self._exec(

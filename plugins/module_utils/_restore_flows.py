@@ -56,6 +56,7 @@ class RestoreJob:
     def plan(self):
         """Choose the backup and check every interlock; changes nothing."""
         self.entry, self.skipped = R.choose_backup(self.destinations, self.database, self.params.get("backup_id"))
+        R.check_artefacts(self.entry)
         if self.mode == "drill" and self.target is None:
             self.target = R.scratch_name(self.database, self.entry.backup_id, "drill")
         self.target_exists = self.server.database_exists(self.target)

@@ -109,7 +109,12 @@ def _name(token):
 
 
 def _shown(tokens):
-    text = " ".join(t.value for t in tokens)
+    """A skipped statement as reported: the string after PASSWORD (a hash) redacted, at most 120 characters."""
+    values = [
+        "'<redacted>'" if index and t.kind == "string" and tokens[index - 1].is_word("PASSWORD") else t.value
+        for index, t in enumerate(tokens)
+    ]
+    text = " ".join(values)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -145,8 +150,11 @@ class _Reader:
         self.pos += 1
         return self.tokens[self.pos - 1].value
 
+    def at_punct(self, value):
+        return self.more() and self.tokens[self.pos].kind == "punct" and self.tokens[self.pos].value == value
+
     def punct(self, value):
-        if not self.more() or self.tokens[self.pos].kind != "punct" or self.tokens[self.pos].value != value:
+        if not self.at_punct(value):
             raise ValueError(value)
         self.pos += 1
 
@@ -176,6 +184,7 @@ def parse_globals(text):
     """{'roles': {name: {...}}, 'memberships': [...], 'tablespaces': {...}, 'skipped': [statement, ...]}.
 
     Each role: {'flags': [...], 'connection_limit', 'valid_until', 'password' (or None), 'settings', 'comment'}.
+    Each membership: {'role', 'member', 'admin', 'inherit', 'set'}; inherit and set None when not dumped (before 16).
     """
     parsed = {"roles": {}, "memberships": [], "tablespaces": {}, "skipped": []}
     for tokens in statements(text):
@@ -247,18 +256,26 @@ def _globals_statement(r, parsed):
     group = safe_name(r.name(), "role")
     r.word("TO")
     member = safe_name(r.name(), "role")
-    admin = False
+    # inherit and set stay None unless the dump has them (PostgreSQL 16+ writes INHERIT, and SET FALSE).
+    item = {"role": group, "member": member, "admin": False, "inherit": None, "set": None}
     if r.peek("WITH"):
         r.word("WITH")
-        r.word("ADMIN")
-        r.word("OPTION")
-        admin = True
+        _membership_option(r, item)
+        while r.at_punct(","):
+            r.punct(",")
+            _membership_option(r, item)
     if r.peek("GRANTED"):
         r.word("GRANTED")
         r.word("BY")
         r.name()  # the grantor may not exist here; the restoring role grants instead
     r.done()
-    parsed["memberships"].append({"role": group, "member": member, "admin": admin})
+    parsed["memberships"].append(item)
+
+
+def _membership_option(r, item):
+    """One `ADMIN|INHERIT|SET OPTION|TRUE|FALSE` of a GRANT role TO member (OPTION means TRUE)."""
+    key = r.word("ADMIN", "INHERIT", "SET").lower()
+    item[key] = r.word("OPTION", "TRUE", "FALSE") != "FALSE"
 
 
 # ---- the DATABASE entries of a pg_dump archive (pg_restore --create) ---------------------------
@@ -399,12 +416,19 @@ def comment_role_sql(name, comment):
     return sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(comment))
 
 
-def membership_sql(item):
-    """GRANT role TO member [WITH ADMIN OPTION]; the restoring role is the grantor."""
+def membership_sql(item, grant_options=True):
+    """GRANT role TO member [WITH ADMIN OPTION, INHERIT x, SET x]; the restoring role is the grantor.
+
+    INHERIT and SET are written when the dump has them and ``grant_options`` (a server of 16 or later takes them).
+    """
     sql = _sql()
+    options = [sql.SQL("ADMIN OPTION")] if item.get("admin") else []
+    for key in ("inherit", "set") if grant_options else ():
+        if item.get(key) is not None:
+            options.append(sql.SQL(" ").join([sql.SQL(key.upper()), sql.SQL("TRUE" if item[key] else "FALSE")]))
     statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(item["role"]), sql.Identifier(item["member"]))
-    if item.get("admin"):
-        statement = sql.SQL("{} WITH ADMIN OPTION").format(statement)
+    if options:
+        statement = sql.SQL("{} WITH {}").format(statement, sql.SQL(", ").join(options))
     return statement
 
 

@@ -34,13 +34,15 @@ description:
   - O(database=all-databases) restores a backup taken with O(locksmith.ops.pg_backup#module:all_databases) in
     O(mode=drill) or O(mode=recover). Globals come first, where missing roles are created with their attributes,
     settings, comment and (only when the dump holds one) password, memberships whose member was created
-    here are granted, missing tablespaces are created (recover only). Existing roles, the bootstrap
-    superuser and the login role are never altered. Each database (or those in O(databases)) is then
-    created from template0 with the owner, encoding, locale, settings and grants of its archive's
-    DATABASE entry, restored and verified against the manifest as a single database is. The backup's
-    SQL for globals is parsed and rebuilt with quoted identifiers; other statement shapes are skipped and
-    reported. A drill creates missing roles NOLOGIN and without password, and drops them and its scratch
-    databases afterwards.
+    here are granted (with ADMIN OPTION, and the INHERIT and SET options of a PostgreSQL 16+ dump when the
+    server is 16 or later; a 15 server cannot limit one membership, so one dumped with INHERIT FALSE or SET
+    FALSE is not granted there, but listed in C(memberships_skipped) with a warning), missing tablespaces
+    are created (recover only). Existing roles, the bootstrap superuser and the login role are never
+    altered. Each database (or those in O(databases)) is then created from template0 with the owner,
+    encoding, locale, settings and grants of its archive's DATABASE entry, restored and verified against
+    the manifest as a single database is. The backup's SQL for globals is parsed and rebuilt with quoted
+    identifiers; other statement shapes are skipped and reported. A drill creates missing roles NOLOGIN and
+    without password, and drops them and its scratch databases afterwards.
 options:
   mode:
     description:

@@ -8,7 +8,10 @@ restored onto the empty cluster B (recover), drilled on B (everything created is
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import re
 import shutil
 
 import pytest
@@ -312,6 +315,99 @@ def _altered_copy(backed_up, tmp_path, change):
     change(manifest)
     manifest_path.write_text(json.dumps(manifest))
     return {"type": "local", "path": str(root)}
+
+
+def _altered_globals(backed_up, tmp_path, change):
+    """A copy of the backup whose globals dump is ``change(text)``, its manifest entry made to match."""
+    import zstandard
+
+    def rewrite(manifest):
+        artefact = next(a for a in manifest["artefacts"] if a["kind"] == "globals")
+        assert artefact["name"] == "globals.sql.zst", artefact
+        (path,) = (tmp_path / "altered").glob("all-databases/*/globals.sql.zst")
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes()), read_across_frames=True)
+        data = zstandard.ZstdCompressor().compress(change(reader.read().decode("utf-8")).encode("utf-8"))
+        path.write_bytes(data)
+        artefact.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    return _altered_copy(backed_up, tmp_path, rewrite)
+
+
+def test_memberships_dumped_by_postgresql_16_are_granted_on_15_without_widening_them(backed_up, tmp_path):
+    # The backup module may read a 16 or 17 server; only 15 is installed here, so its GRANT forms are written in.
+    def to_16(text):
+        line = re.search(r'^GRANT app_owner TO "ops admin" GRANTED BY postgres;$', text, re.M)
+        assert line, text
+        return text.replace(
+            line.group(0),
+            'GRANT app_owner TO "ops admin" WITH ADMIN OPTION, INHERIT TRUE GRANTED BY postgres;\n'
+            "GRANT billing_owner TO reader WITH INHERIT TRUE GRANTED BY postgres;\n"
+            "GRANT app_owner TO reader WITH INHERIT FALSE GRANTED BY postgres;\n"
+            "GRANT reader TO billing_owner WITH INHERIT TRUE, SET FALSE GRANTED BY postgres;",
+        )
+
+    fresh = PostgresCluster().start()
+    try:
+        result = restore(
+            fresh,
+            _altered_globals(backed_up, tmp_path, to_16),
+            mode="recover",
+            databases=["billing"],
+            confirm="I understand this overwrites billing",
+        )
+        assert result.get("changed") is True and not result.get("failed"), result.get("msg")
+        done = result["report"]["globals"]
+        assert done["skipped_statements"] == [] and done["memberships_granted"] == [
+            "app_owner TO ops admin",
+            "billing_owner TO reader",
+        ]
+        # A 15 server cannot limit one membership: granted, these would pass on more than the backup's did.
+        assert done["memberships_skipped"] == [
+            "app_owner TO reader (WITH INHERIT FALSE: not kept by PostgreSQL 15, not granted)",
+            "reader TO billing_owner (WITH SET FALSE: not kept by PostgreSQL 15, not granted)",
+        ]
+        assert json.dumps(result["warnings"]).count("cannot keep: it was not granted") == 2, result["warnings"]
+        members = fresh.query(
+            "SELECT r.rolname, m.rolname, x.admin_option FROM pg_auth_members x JOIN pg_roles r ON r.oid = x.roleid "
+            "JOIN pg_roles m ON m.oid = x.member WHERE r.rolname !~ '^pg_' ORDER BY 1, 2"
+        )
+        assert members == [("app_owner", "ops admin", True), ("billing_owner", "reader", False)]
+    finally:
+        fresh.stop()
+
+
+def test_a_refused_create_role_shows_its_password_hash_nowhere(backed_up, tmp_path):
+    # The server's error text quotes the statement as run (LINE 1: ... PASSWORD 'SCRAM-SHA-256$4...).
+    secret = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$c3RvcmVka2V5c3RvcmVka2V5:c2VydmVya2V5c2VydmVya2V5"
+
+    def conflicting(text):
+        assert "\nCREATE ROLE reader;\n" in text, text
+        return text.replace(
+            "CREATE ROLE reader;",
+            "CREATE ROLE reader;\nCREATE ROLE x;\nALTER ROLE x WITH LOGIN NOLOGIN PASSWORD '%s';" % secret,
+        )
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    fresh = PostgresCluster().start()
+    try:
+        result = restore(
+            fresh,
+            _altered_globals(backed_up, tmp_path, conflicting),
+            mode="recover",
+            databases=["billing"],
+            confirm="I understand this overwrites billing",
+            report_dir=str(reports),
+        )
+        assert result["failed"] and "creating role 'x' failed: conflicting or redundant options" in result["msg"]
+        assert "PASSWORD '<redacted>'" in result["msg"]
+        files = [path.read_text() for path in reports.iterdir()]
+        assert len(files) == 2 and all("creating role 'x' failed" in text for text in files), files
+        for text in [json.dumps(result), *files]:
+            assert secret not in text and "SCRAM-SHA-256" not in text
+        assert "x" not in all_roles(fresh)
+    finally:
+        fresh.stop()
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore as R
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_checks as C
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore_cluster as RC
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_flows as F
 from ansible_collections.locksmith.ops.plugins.module_utils._postgres import InvalidIdentifier
 
@@ -337,6 +338,64 @@ def test_decrypt_into_a_full_work_dir_blames_work_dir_not_the_key(tmp_path, monk
     with pytest.raises(R.RestoreError, match=r"app\.dump' failed \(No space left on device\); work_dir needs") as err:
         R.decrypt(entry, str(fetched), str(plain), None)
     assert err.value.details["option"] == "work_dir"
+
+
+@pytest.mark.parametrize("plain_name", [5, ["app.dump"], None, {"a": 1}, "", "../../app.dump"])
+def test_a_damaged_plain_name_fails_naming_the_backup_and_the_field(tmp_path, plain_name):
+    entry = _entry(b"dump", "app.dump", plain_name)
+    message = r"backup b1: artefacts\[0\]\.plain_name .* is not a plain relative name; the manifest was altered"
+    # fetch and decrypt check it: it was a TypeError, or a file placed outside the work directory.
+    fetched, plain = tmp_path / "fetched", tmp_path / "work" / "plain"
+    fetched.mkdir()
+    plain.mkdir(parents=True)
+    for step in (lambda: R.fetch(entry, str(fetched)), lambda: R.decrypt(entry, str(fetched), str(plain), None)):
+        with pytest.raises(R.RestoreError, match=message):
+            step()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["fetched", "plain", "work"]
+    # The all-databases plan reads every artefact of the manifest, the globals one too; so does the single one.
+    job = object.__new__(RC.ClusterRestoreJob)
+    job.selected, job.entry = [], entry
+    entry.manifest.update(databases=["app"])
+    with pytest.raises(R.RestoreError, match=message):
+        job._manifest_databases()
+    with pytest.raises(R.RestoreError, match=message):
+        R.check_artefacts(entry)
+
+
+def test_an_artefact_that_is_no_object_fails_naming_the_backup():
+    entry = _entry(b"dump", "app.dump", "app.dump")
+    entry.manifest.update(databases=["app"])
+    entry.manifest["artefacts"].append(["globals.sql"])
+    job = object.__new__(RC.ClusterRestoreJob)
+    job.selected, job.entry = [], entry
+    with pytest.raises(R.RestoreError, match=r"backup b1: artefacts\[1\] in the manifest is not an object"):
+        job._manifest_databases()
+
+
+def test_a_malformed_manifest_is_named_in_why_the_backup_was_passed_over(tmp_path):
+    from ansible_collections.locksmith.ops.plugins.module_utils._storage import build_destinations
+
+    backup = tmp_path / "app" / "20261127T020000Z-1a2b"
+    backup.mkdir(parents=True)
+    (backup / "manifest.json").write_text(json.dumps({"artefacts": [{"name": 5, "size_bytes": 1, "sha256": "x"}]}))
+    destinations = build_destinations([{"type": "local", "path": str(tmp_path)}], [])
+    with pytest.raises(
+        R.RestoreError, match=r"20261127T020000Z-1a2b: manifest.json is malformed: artefacts\[0\]\.name"
+    ):
+        R.choose_backup(destinations, "app", "20261127T020000Z-1a2b")
+
+
+def test_a_refusal_is_the_servers_message_without_the_statement_excerpt():
+    from types import SimpleNamespace
+
+    class Refused(Exception):
+        diag = SimpleNamespace(message_primary="conflicting or redundant options", message_detail=None)
+
+    err = Refused(
+        'conflicting or redundant options\nLINE 1: CREATE ROLE "x" WITH LOGIN NOLOGIN PASSWORD \'SCRAM-SHA-256$4...'
+    )
+    assert R.refusal(err) == "conflicting or redundant options"
+    assert R.refusal(ValueError("first line\nLINE 1: x")) == "first line"
 
 
 class _FakeServer(R.Server):

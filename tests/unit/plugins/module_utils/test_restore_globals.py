@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg2 import sql
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _restore as R
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_cluster as RC
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_globals as G
 from ansible_collections.locksmith.ops.plugins.module_utils._restore import RestoreError
@@ -76,8 +77,8 @@ def test_globals_are_parsed_into_roles_memberships_and_tablespaces():
     weird = parsed["roles"]['we"ird; x']
     assert weird["connection_limit"] == 3 and weird["valid_until"] == "2030-01-01 00:00:00+00"
     assert parsed["memberships"] == [
-        {"role": "bob", "member": "alice", "admin": True},
-        {"role": "bob", "member": "alice", "admin": False},
+        {"role": "bob", "member": "alice", "admin": True, "inherit": None, "set": None},
+        {"role": "bob", "member": "alice", "admin": False, "inherit": None, "set": None},
     ]
     assert parsed["tablespaces"] == {"fast": {"owner": "alice", "location": "/srv/fast"}}
 
@@ -163,8 +164,8 @@ def test_role_names_may_hold_quotes_but_not_control_characters_or_too_many_bytes
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/../b", "", "a//b"])
 def test_artefact_paths_that_leave_the_work_directory_are_refused(name):
     with pytest.raises(RestoreError, match="not a plain relative name"):
-        RC.safe_relpath(name, "artefact name")
-    assert RC.safe_relpath("app.dir/toc.dat", "artefact name") == "app.dir/toc.dat"
+        R.safe_relpath(name, "artefact name")
+    assert R.safe_relpath("app.dir/toc.dat", "artefact name") == "app.dir/toc.dat"
 
 
 def test_confirmation_names_the_databases_or_all_databases():
@@ -187,3 +188,117 @@ def test_a_drill_role_cannot_log_in_and_has_no_password():
     assert drilled["password"] is None and "LOGIN" not in drilled["flags"] and "NOLOGIN" in drilled["flags"]
     assert role["password"] and "LOGIN" in role["flags"]
     assert RC.drill_role({"flags": [], "password": None})["flags"] == ["NOLOGIN"]
+
+
+# pg_dumpall of PostgreSQL 16 and later writes each membership's INHERIT, SET FALSE when it is limited, and
+# the grantor; 15 writes ADMIN OPTION and the grantor only.
+GLOBALS_16 = """
+CREATE ROLE app;
+CREATE ROLE ops;
+CREATE ROLE lead;
+ALTER ROLE lead WITH NOSUPERUSER NOINHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;
+CREATE ROLE audit;
+GRANT app TO ops WITH INHERIT TRUE GRANTED BY postgres;
+GRANT app TO lead WITH ADMIN OPTION, INHERIT FALSE, SET FALSE GRANTED BY postgres;
+GRANT app TO audit WITH SET FALSE GRANTED BY lead;
+GRANT ops TO lead WITH ADMIN OPTION, INHERIT TRUE GRANTED BY postgres;
+GRANT audit TO ops WITH ADMIN TRUE, INHERIT OPTION, SET TRUE;
+GRANT lead TO audit GRANTED BY postgres;
+"""
+
+
+def _membership(role, member, **options):
+    return dict({"role": role, "member": member, "admin": False, "inherit": None, "set": None}, **options)
+
+
+def test_memberships_of_postgresql_16_and_later_are_parsed_with_their_options():
+    parsed = G.parse_globals(GLOBALS_16)
+    assert parsed["skipped"] == []
+    assert parsed["memberships"] == [
+        _membership("app", "ops", inherit=True),
+        _membership("app", "lead", admin=True, inherit=False, set=False),
+        _membership("app", "audit", set=False),
+        _membership("ops", "lead", admin=True, inherit=True),
+        _membership("audit", "ops", admin=True, inherit=True, set=True),
+        _membership("lead", "audit"),
+    ]
+    limited = parsed["memberships"][1]
+    assert render(G.membership_sql(limited)) == 'GRANT "app" TO "lead" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE'
+    assert render(G.membership_sql(limited, grant_options=False)) == 'GRANT "app" TO "lead" WITH ADMIN OPTION'
+    assert render(G.membership_sql(parsed["memberships"][0])) == 'GRANT "app" TO "ops" WITH INHERIT TRUE'
+    assert render(G.membership_sql(parsed["memberships"][0], grant_options=False)) == 'GRANT "app" TO "ops"'
+
+
+class _Catalog:
+    """The restore server as the globals plan reads it: its roles, the bootstrap and login role, its version."""
+
+    def __init__(self, roles, version):
+        self.roles, self.version = roles, version
+
+    def run(self, dbname, statement, args=None, rows=False):
+        if "oid = 10" in statement:
+            return [{"me": "postgres", "bootstrap": "postgres"}]
+        if "FROM pg_roles" in statement:
+            return [{"rolname": name} for name in self.roles]
+        if "pg_tablespace" in statement:
+            return []
+        assert "server_version_num" in statement, statement
+        return [{"v": self.version}]
+
+
+def _applied(text, roles=("postgres",), version=150018):
+    """(plan, warnings, GRANT statements run) of the globals of ``text`` restored onto a server holding ``roles``."""
+    job = object.__new__(RC.ClusterRestoreJob)
+    job.mode, job.warnings, job.globals = "recover", [], G.parse_globals(text)
+    job.server = _Catalog(roles, version)
+    job.prediction = job._predict_globals()
+    job.created_roles, job.target_touched, executed = [], False, []
+    job._exec = lambda dbname, statement, shown=None, what=None: executed.append(render(statement))
+    job._apply_globals()
+    return job.prediction, job.warnings, [s for s in executed if s.startswith("GRANT")]
+
+
+def test_memberships_from_postgresql_16_are_granted_on_15_without_widening_them():
+    plan, warnings, grants = _applied(GLOBALS_16)
+    # INHERIT TRUE and ADMIN OPTION are what 15 grants anyway; INHERIT or SET FALSE it cannot keep: left out.
+    assert grants == [
+        'GRANT "app" TO "ops"',
+        'GRANT "ops" TO "lead" WITH ADMIN OPTION',
+        'GRANT "audit" TO "ops" WITH ADMIN OPTION',
+        'GRANT "lead" TO "audit"',
+    ]
+    assert plan["memberships_granted"] == ["app TO ops", "ops TO lead", "audit TO ops", "lead TO audit"]
+    assert plan["memberships_skipped"] == [
+        "app TO lead (WITH INHERIT FALSE, SET FALSE: not kept by PostgreSQL 15, not granted)",
+        "app TO audit (WITH SET FALSE: not kept by PostgreSQL 15, not granted)",
+    ]
+    assert [w.split(" has ")[0] for w in warnings] == [
+        "membership app TO lead",
+        "membership app TO audit",
+        "membership ops TO lead",  # granted, but lead is NOINHERIT on 15
+    ]
+    assert "restore onto PostgreSQL 16 or later" in warnings[0] and "NOINHERIT" in warnings[2]
+
+
+def test_memberships_keep_inherit_and_set_on_a_16_server():
+    plan, warnings, grants = _applied(GLOBALS_16, version=160004)
+    assert grants[:3] == [
+        'GRANT "app" TO "ops" WITH INHERIT TRUE',
+        'GRANT "app" TO "lead" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE',
+        'GRANT "app" TO "audit" WITH SET FALSE',
+    ]
+    assert len(grants) == 6 and plan["memberships_skipped"] == [] and warnings == []
+
+
+def test_memberships_are_matched_by_role_and_member_not_by_their_joined_text():
+    # Both pairs read "a TO b TO c"; only the first has a member this restore creates.
+    text = 'CREATE ROLE "a TO b";\nCREATE ROLE c;\nCREATE ROLE a;\nGRANT "a TO b" TO c;\nGRANT a TO "b TO c";\n'
+    plan, _warnings, grants = _applied(text, roles=("postgres", "b TO c"))
+    assert plan["memberships_granted"] == ["a TO b TO c"] and plan["memberships_skipped"] == ["a TO b TO c"]
+    # The existing role "b TO c" is left as it was.
+    assert grants == ['GRANT "a TO b" TO "c"']
+
+
+def test_a_skipped_statement_never_shows_a_password_hash():
+    text = "CREATE ROLE bob;\nALTER ROLE bob WITH LOGIN EVIL PASSWORD 'md5a3556571e93b0d20722ba62be61e8c2d';\n"
+    assert G.parse_globals(text)["skipped"] == ["ALTER ROLE bob WITH LOGIN EVIL PASSWORD '<redacted>'"]
