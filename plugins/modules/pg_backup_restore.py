@@ -61,8 +61,8 @@ options:
         running for inspection.
       - For V(pitr) the backup restored is the newest that ended before O(pitr_target) (passed to pgBackRest as
         C(--set), and named in the report); a target older than every backup is refused before anything is
-        written. Recovery is waited for as long as its WAL replay advances, and given up after 120 seconds
-        without progress.
+        written. The RPO is the age of the stanza's newest backup, whatever the target. Recovery is waited for
+        as long as its WAL replay advances, and given up after 120 seconds without progress.
       - For V(pitr) the checks connect to the restored server through its own socket in O(pitr_data_dir) when
         O(login_host) is empty or a socket directory (O(login_unix_socket) is then not used), and the server
         listens on no TCP address; when O(login_host) names a host, the server listens there only. A backup of

@@ -617,6 +617,7 @@ def test_pitr_names_the_backup_it_restored_not_the_newest(archived_cluster):
     subprocess.run([*base, "--type=full", "backup"], check=True, capture_output=True)
     info = json.loads(subprocess.run([*base, "--output=json", "info"], check=True, capture_output=True).stdout)
     first, second = (b["label"] for b in info[0]["backup"])
+    second_stop = info[0]["backup"][1]["timestamp"]["stop"]
     args = pitr_args(
         cluster,
         conf,
@@ -630,6 +631,8 @@ def test_pitr_names_the_backup_it_restored_not_the_newest(archived_cluster):
     result = run_module_inprocess("pg_backup_restore", args)
     assert result["report"]["verified"] and result["report"]["backup_id"] == first, result
     assert result["report"]["config_written"] == [], result
+    # The RPO is the age of the stanza's newest backup, not of the older one this target needed.
+    assert result["report"]["rpo_seconds"] <= time.time() - second_stop + 1, result["report"]
 
 
 def test_pitr_of_a_debian_layout_cluster_starts_and_checks_through_its_own_socket(debian_archived_cluster):
