@@ -97,7 +97,8 @@ options:
             Without any of these four, every backup is kept.
           - O(destinations[].retention.max_age_days) then removes anything older, whatever kept it.
           - The newest complete backup is never deleted. Incomplete leftovers (no manifest) are deleted once
-            older than one day.
+            older than one day. A backup whose manifest is damaged is neither counted nor deleted; a warning names
+            it and the damaged field.
         type: dict
         version_added: 0.1.0
         suboptions:

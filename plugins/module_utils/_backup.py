@@ -204,15 +204,22 @@ class BackupJob:
 
     def retention_plan(self, destination, new_id=None, now=None):
         """(keep, prune) at one destination, counting the backup about to be made (check mode) if given."""
-        entries = [
-            {"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e}
-            for e in self.existing.get(destination.index, [])
-        ]
-        if new_id is not None:
-            entries.append({"id": new_id, "when": now, "complete": True, "entry": None})
         policy = destination.options.get("retention")
         if not policy:
             return [], []
+        entries = []
+        for e in self.existing.get(destination.index, []):
+            if e.manifest_error:
+                # Not a leftover (its manifest, written last, is there) and never restored: left for a person to
+                # look at, not counted as a good backup and not deleted.
+                self.warnings.append(
+                    "%s: retention left backup %s alone: %s; it is never restored: inspect it, then delete it by hand"
+                    % (destination.name, e.backup_id, e.manifest_error)
+                )
+                continue
+            entries.append({"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e})
+        if new_id is not None:
+            entries.append({"id": new_id, "when": now, "complete": True, "entry": None})
         return plan_retention(entries, policy, now)
 
     # the dump ----------------------------------------------------------------------------------

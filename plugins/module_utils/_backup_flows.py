@@ -133,12 +133,12 @@ def list_backups_info(destinations, labels, verify_checksums, now):
     }
 
 
-def write_metrics(directory, label, now, duration, copies, succeeded, rpo_target):
+def write_metrics(directory, label, now, duration, copies, succeeded, rpo_target, warnings=None):
     """locksmith_backup_* for one label (docs/metrics.md); the failure counter carries across runs."""
     from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 
     path = os.path.join(directory, _metrics.textfile_name("backup", label))
-    previous = _metrics.read_textfile(path)
+    previous = _metrics.read_textfile(path, warnings)
     failures = previous.get(("locksmith_backup_failures_total", (("database", label),)), 0.0)
     if not succeeded:
         failures += 1

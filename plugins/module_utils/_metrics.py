@@ -142,16 +142,24 @@ def textfile_name(producer, subject=None):
     return name
 
 
-def read_textfile(path):
-    """Samples of an existing textfile, or {} when it is missing."""
+def read_textfile(path, warnings=None):
+    """Samples of an existing textfile, or {} when it is missing or damaged (then a warning, if ``warnings``)."""
     try:
         with open(path, encoding="utf-8") as handle:
             return parse(handle.read())
     except FileNotFoundError:
         return {}
-    except (UnicodeDecodeError, MetricsError):
+    except (UnicodeDecodeError, MetricsError) as err:
         # Damaged: the file is ours and rewritten whole, so it is read as absent (a counter it carried starts
-        # again at 0, which Prometheus reads as a reset) rather than failing a run whose work is done.
+        # again at 0, which Prometheus reads as a reset) rather than failing a run whose work is done; the caller
+        # that carries series across runs says so. Its lines are not quoted: the file may hold anything now.
+        if warnings is not None:
+            what = "is not UTF-8" if isinstance(err, UnicodeDecodeError) else "holds lines that are not metrics"
+            warnings.append(
+                "metrics file '%s' %s, so its unreadable content was replaced; series it carried across runs "
+                "(a *_total counter, the last success of a destination that failed this time) start again"
+                % (path, what)
+            )
         return {}
     except OSError as err:
         raise MetricsError("metrics file '%s' cannot be read (%s)" % (path, err.strerror), path=path) from err

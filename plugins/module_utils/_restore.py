@@ -225,8 +225,8 @@ def safe_relpath(name, what):
 def check_artefacts(entry):
     """Every artefact of the manifest is an object whose name and plain_name are plain relative paths.
 
-    The storage's shape check covers name; plain_name (int, list, None, '..' in a damaged manifest) would
-    otherwise fail as a TypeError or place a file outside the work directory.
+    The storage's shape check (manifest_problem) refuses a name or plain_name that is no string; a string
+    such as '../x' in a damaged manifest would otherwise place a file outside the work directory.
     """
     for index, artefact in enumerate(entry.manifest.get("artefacts", [])):
         what = "backup %s: artefacts[%d]" % (entry.backup_id, index)

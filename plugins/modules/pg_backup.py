@@ -351,14 +351,14 @@ def missing_libraries(params):
     return [name for name, present in needed if not present]
 
 
-def record_attempt(params, label, started, result, succeeded):
+def record_attempt(params, label, started, result, succeeded, warnings):
     """Write the metrics file for a real attempt; returns its path or None."""
     if not params["metrics_dir"] or params["state"] != "present":
         return None
     copies = result.get("copies", []) if result else []
     now = time.time()
     changed_and_path = _backup_flows.write_metrics(
-        params["metrics_dir"], label, now, now - started, copies, succeeded, params["rpo_target_seconds"]
+        params["metrics_dir"], label, now, now - started, copies, succeeded, params["rpo_target_seconds"], warnings
     )
     return changed_and_path[1]
 
@@ -393,7 +393,7 @@ def main():
             attempted = result["changed"] and not module.check_mode
             failed = [c for c in result["copies"] if c["status"] == "failed"]
             if attempted:
-                result["metrics_file"] = record_attempt(params, label, started, result, not failed)
+                result["metrics_file"] = record_attempt(params, label, started, result, not failed, warnings)
             if failed:
                 raise _backup.BackupError(
                     "backup %s was verified at %d of %d destinations; failed: %s"
@@ -411,7 +411,7 @@ def main():
         details = dict(err.details)
         if not module.check_mode and not attempted and params["state"] == "present":
             try:
-                details["metrics_file"] = record_attempt(params, label, started, None, False)
+                details["metrics_file"] = record_attempt(params, label, started, None, False, warnings)
             except LocksmithError as metrics_err:
                 warnings.append(str(metrics_err))
         for warning in warnings:

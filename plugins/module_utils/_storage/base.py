@@ -24,6 +24,21 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _counts_problem(field, counts, nullable) -> str | None:
+    """What is wrong with ``row_counts`` or ``row_estimates`` ({database: {table: rows}}), or None."""
+    if counts is None:
+        return None
+    if not isinstance(counts, dict):
+        return "%s is not an object" % field
+    for database, tables in counts.items():
+        if not isinstance(tables, dict):
+            return "%s[%r] is not an object" % (field, database)
+        for table, rows in tables.items():
+            if not (rows is None and nullable) and (not _is_int(rows) or rows < 0):
+                return "%s[%r][%r] is not a whole number of 0 or more" % (field, database, table)
+    return None
+
+
 def manifest_problem(manifest) -> str | None:
     """What is wrong with the shape of a parsed manifest that readers rely on, or None."""
     if not isinstance(manifest, dict):
@@ -40,6 +55,21 @@ def manifest_problem(manifest) -> str | None:
             return "artefacts[%d].size_bytes is missing or not a whole number of 0 or more" % index
         if not isinstance(artefact.get("sha256"), str):
             return "artefacts[%d].sha256 is missing or not a string" % index
+        # Restores and pg_backup state=verified strip it from name to find the suffixes (.zst, .aes) to undo.
+        if not isinstance(artefact.get("plain_name"), str) or not artefact["plain_name"]:
+            return "artefacts[%d].plain_name is missing or not a string" % index
+    databases = manifest.get("databases")
+    if databases is not None and (
+        not isinstance(databases, list) or not all(isinstance(name, str) and name for name in databases)
+    ):
+        return "databases is not a list of database names"
+    if manifest.get("encryption") is not None and not isinstance(manifest["encryption"], dict):
+        return "encryption is neither an object nor null"
+    # Exact counts are whole numbers; an estimate is null for a table never analyzed.
+    for field, nullable in (("row_counts", False), ("row_estimates", True)):
+        problem = _counts_problem(field, manifest.get(field), nullable)
+        if problem:
+            return problem
     if "ended_epoch" in manifest:
         ended = manifest["ended_epoch"]
         # The range test also refuses NaN and infinity (json.loads accepts both).

@@ -12,6 +12,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils import (
     _pg_dump,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._postgres import InvalidIdentifier
+from ansible_collections.locksmith.ops.plugins.module_utils._storage import parse_backup_id
+from tests.unit.plugins.module_utils import _manifests
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
@@ -166,3 +168,54 @@ def test_stream_command_error_output_is_one_string_as_ansible_requires():
     with pytest.raises(_pg_dump.PgToolError, match="no matching tables were found") as err:
         _pg_dump.stream_command(_sh(script), None, lambda d: True, "fake")
     assert err.value.details["stderr"] == "pg_dump: error: no matching tables were found"
+
+
+def test_retention_leaves_a_backup_with_a_damaged_manifest_alone_and_says_so(tmp_path):
+    # Its manifest (written last) is there, so it is no leftover of a killed run: it was deleted as one a day
+    # later (or, with a damaged row_counts, kept as the newest good backup, which restores could not use).
+    j = job(destinations=[{"type": "local", "path": str(tmp_path), "retention": {"keep_last": 1}}])
+    _manifests.store(tmp_path, "20261120T020000Z-0001", lambda m: m["artefacts"][0].update(sha256=None))
+    _manifests.store(tmp_path, "20261121T020000Z-0002", lambda m: m.update(row_counts=[5]))
+    _manifests.store(tmp_path, "20261122T020000Z-0003")
+    j.inspect_destinations(write=False)
+    keep, prune = j.retention_plan(j.destinations[0], now=parse_backup_id(_manifests.NEWER))
+    assert keep == [("20261122T020000Z-0003", "keep_last,newest")] and prune == []
+    first, second = j.warnings
+    assert "retention left backup 20261120T020000Z-0001 alone: manifest.json is malformed: artefacts[0]" in first
+    assert "backup 20261121T020000Z-0002 alone: manifest.json is malformed: row_counts is not" in second
+
+
+@pytest.mark.parametrize("plain_name", [5, None, ["app.dump"]])
+def test_verifying_a_backup_whose_plain_name_is_no_string_names_the_field(tmp_path, plain_name):
+    # artefact_suffixes measured it with len(): "cannot be decoded (object of type 'int' has no len())".
+    _manifests.store(tmp_path, _manifests.NEWER, lambda m: m["artefacts"][0].update(plain_name=plain_name))
+    j = job(destinations=[{"type": "local", "path": str(tmp_path)}])
+    with pytest.raises(_backup.BackupError, match=r"artefacts\[0\]\.plain_name is missing or not a string") as err:
+        _backup_flows.apply_verified(j, _manifests.NEWER)
+    assert err.value.details["verification"][0]["valid"] is False
+
+
+def test_a_damaged_metrics_file_is_replaced_with_a_warning(tmp_path):
+    from ansible_collections.locksmith.ops.plugins.modules import pg_backup
+
+    # Read as absent, it silently dropped the failure counter and the last success of other destinations.
+    name = _metrics.textfile_name("backup", "app")
+    copies = [{"destination": "destinations[0] local:/a", "status": "verified", "size_bytes": 10}]
+    for damage, why in ((b'x{database="app"} 1\ngarbage {\n', "holds lines that are not metrics"), (b"\xff", "UTF-8")):
+        (tmp_path / name).write_bytes(damage)
+        warnings = []
+        _backup_flows.write_metrics(str(tmp_path), "app", 1000, 5, copies, True, 90000, warnings)
+        [warning] = warnings
+        assert "metrics file '%s' " % (tmp_path / name) in warning and why in warning
+        assert "unreadable content was replaced" in warning
+        assert "garbage" not in warning
+        # The module hands its warnings down, so the run reports it.
+        (tmp_path / name).write_bytes(damage)
+        warnings = []
+        params = {"metrics_dir": str(tmp_path), "state": "present", "rpo_target_seconds": 90000}
+        assert pg_backup.record_attempt(params, "app", 0, None, False, warnings) == str(tmp_path / name)
+        assert len(warnings) == 1 and str(tmp_path / name) in warnings[0]
+    # A whole file gives no warning.
+    warnings = []
+    _backup_flows.write_metrics(str(tmp_path), "app", 1000, 5, copies, True, 90000, warnings)
+    assert warnings == []

@@ -126,3 +126,17 @@ def test_long_subjects_get_a_name_the_file_system_takes_and_short_ones_keep_thei
 def test_a_carriage_return_in_a_label_value_round_trips():
     families = [_metrics.Family("locksmith_tls_status", "status").add(1, endpoint="a\rb")]
     assert _metrics.parse(_metrics.render(families)) == {("locksmith_tls_status", (("endpoint", "a\rb"),)): 1.0}
+
+
+def test_a_damaged_textfile_is_named_in_a_warning_when_the_caller_asks(tmp_path):
+    # Callers that carry series across runs lose them here; they pass warnings so the run says so.
+    path = tmp_path / _metrics.textfile_name("backup", "app")
+    path.write_bytes(b"\xff\xfe binary\n")
+    warnings = []
+    assert _metrics.read_textfile(str(path), warnings) == {}
+    assert warnings == [
+        "metrics file '%s' is not UTF-8, so its unreadable content was replaced; series it carried across runs "
+        "(a *_total counter, the last success of a destination that failed this time) start again" % path
+    ]
+    path.write_text(_metrics.render(_backup_families()))
+    assert _metrics.read_textfile(str(path), warnings) and len(warnings) == 1

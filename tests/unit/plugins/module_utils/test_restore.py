@@ -14,6 +14,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils import _restore_chec
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_cluster as RC
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_flows as F
 from ansible_collections.locksmith.ops.plugins.module_utils._postgres import InvalidIdentifier
+from tests.unit.plugins.module_utils import _manifests
+from tests.unit.plugins.module_utils._manifests import DAMAGE
 
 TOC = """;
 ; Archive created at 2026-11-27 04:55:07 UTC
@@ -383,6 +385,24 @@ def test_a_malformed_manifest_is_named_in_why_the_backup_was_passed_over(tmp_pat
         R.RestoreError, match=r"20261127T020000Z-1a2b: manifest.json is malformed: artefacts\[0\]\.name"
     ):
         R.choose_backup(destinations, "app", "20261127T020000Z-1a2b")
+
+
+@pytest.mark.parametrize(("message", "damage"), DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_backup_with_a_damaged_manifest_field_is_passed_over_naming_it(tmp_path, message, damage):
+    from ansible_collections.locksmith.ops.plugins.module_utils._storage import build_destinations
+
+    # Chosen, such a backup failed later with a traceback: row counts (.get on a list), a decryption error
+    # (.get on encryption), the suffixes of a plain_name that is no string. The older whole one is restored.
+    _manifests.store(tmp_path, _manifests.OLDER)
+    _manifests.store(tmp_path, _manifests.NEWER, damage)
+    destinations = build_destinations([{"type": "local", "path": str(tmp_path)}], [])
+    entry, skipped = R.choose_backup(destinations, "app")
+    assert entry.backup_id == _manifests.OLDER
+    [passed_over] = skipped
+    assert passed_over["id"] == _manifests.NEWER
+    assert re.match("manifest.json is malformed: " + message, passed_over["reason"]), passed_over
+    with pytest.raises(R.RestoreError, match="%s: manifest.json is malformed: %s" % (_manifests.NEWER, message)):
+        R.choose_backup(destinations, "app", _manifests.NEWER)
 
 
 def test_a_refusal_is_the_servers_message_without_the_statement_excerpt():

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import errno
+import re
 
 import botocore.exceptions
 import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _storage
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import local, s3
+from tests.unit.plugins.module_utils import _manifests
+from tests.unit.plugins.module_utils._manifests import DAMAGE
 
 
 def dest(**options):
@@ -232,3 +235,22 @@ def test_negative_retention_is_refused_before_anything_runs(tmp_path, rule):
     # keep_last -2 pruned the two oldest backups (a slice from the end); max_age_days -1 pruned all but the newest.
     with pytest.raises(_storage.StorageError, match="retention %s must be 0 or more" % rule):
         _storage.build_destinations([dest(type="local", path=str(tmp_path), retention={rule: -1})], [])
+
+
+@pytest.mark.parametrize(("message", "damage"), DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_manifest_field_of_the_wrong_type_makes_the_backup_incomplete_naming_it(tmp_path, message, damage):
+    # Restores, verification and row-count checks call .get() on these, iterate or index them: the wrong type
+    # was an AttributeError or TypeError there. The one shape check refuses it for every reader at once.
+    _manifests.store(tmp_path, _manifests.NEWER, damage)
+    [entry] = local.LocalDestination(0, dest(type="local", path=str(tmp_path)), []).list_backups("app")
+    assert entry.complete is False
+    assert re.match("manifest.json is malformed: " + message, entry.manifest_error), entry.manifest_error
+
+
+def test_a_manifest_as_pg_backup_writes_it_passes_the_shape_check(tmp_path):
+    # An encrypted backup, and a table never analyzed (its estimate is null): both are what pg_backup writes.
+    encrypted = {"algorithm": "AES-256-GCM-STREAM", "key_id": "3f2a9c0d1e4b5a67", "chunk_bytes": 1048576}
+    _manifests.store(tmp_path, _manifests.NEWER, lambda m: m.update(encryption=encrypted))
+    _manifests.store(tmp_path, _manifests.OLDER, lambda m: m.pop("row_counts"))
+    entries = local.LocalDestination(0, dest(type="local", path=str(tmp_path)), []).list_backups("app")
+    assert [(e.complete, e.manifest_error) for e in entries] == [(True, None), (True, None)]
