@@ -88,27 +88,53 @@ def test_pebble_validated_http01_through_nginx(host):
     assert re.search(challenge + "200 ", log), log[-2000:]
 
 
-def test_a_pair_nginx_refuses_is_put_back_before_any_reload(host):
-    # An RSA 1024 pair matches and parses, so the role's own checks pass it; OpenSSL's security level (and so
-    # nginx -t) refuses it. Left installed, nginx would not start on its next restart.
-    live = {path: host.file(path).content_string for path in LIVE}
-    served, pid = served_certificate(host), host.file("/run/nginx.pid").content_string.strip()
+def _with_store_pair(host, make_pair, extra_vars=None):
+    """Run the role (issuing off) on a pair ``make_pair`` puts in the store; the store is put back after."""
     host.check_output(f"cp -p {STORE}/fullchain.pem {STORE}/privkey.pem /root/")
     try:
-        host.check_output(
-            f"openssl req -x509 -newkey rsa:1024 -nodes -subj /CN={NAME} -days 30 "
-            f"-keyout {STORE}/privkey.pem -out {STORE}/fullchain.pem"
-        )
-        rc, out = run_role({"certificates_issue_enabled": False})
-        assert rc != 0 and "ee key too small" in out, out[-3000:]
-        assert "The files nginx ran with were put back" in out, out[-3000:]
-        for path, content in live.items():
-            assert host.file(path).content_string == content, path
-        assert host.file(LIVE[1]).mode == 0o600
-        # No copy of a replaced key is left beside the live one, and nginx was neither reloaded nor restarted.
-        assert host.check_output("ls /etc/ssl/locksmith/nginx") == "fullchain.pem\nprivkey.pem"
-        assert host.file("/run/nginx.pid").content_string.strip() == pid
-        assert served_certificate(host) == served
-        assert host.run("nginx -t -q").rc == 0
+        host.check_output(make_pair)
+        return run_role({"certificates_issue_enabled": False, **(extra_vars or {})})
     finally:
         host.check_output(f"cp -p /root/fullchain.pem /root/privkey.pem {STORE}/")
+
+
+def _self_signed(bits):
+    return (
+        f"openssl req -x509 -newkey rsa:{bits} -nodes -subj /CN={NAME} -days 30 "
+        f"-keyout {STORE}/privkey.pem -out {STORE}/fullchain.pem"
+    )
+
+
+def _unchanged(host, live, served, pid):
+    for path, content in live.items():
+        assert host.file(path).content_string == content, path
+    assert host.file(LIVE[1]).mode == 0o600
+    # No copy of a replaced key is left beside the live one, and nginx was neither reloaded nor restarted.
+    assert host.check_output("ls /etc/ssl/locksmith/nginx") == "fullchain.pem\nprivkey.pem"
+    assert host.file("/run/nginx.pid").content_string.strip() == pid
+    assert served_certificate(host) == served
+
+
+def test_a_pair_openssl_refuses_is_never_installed(host):
+    # An RSA 1024 pair matches and parses; OpenSSL's security level refuses it, as nginx and PostgreSQL would.
+    live = {path: host.file(path).content_string for path in LIVE}
+    served, pid = served_certificate(host), host.file("/run/nginx.pid").content_string.strip()
+    rc, out = _with_store_pair(host, _self_signed(1024))
+    assert rc != 0 and "OpenSSL refuses" in out and "ee key too small" in out, out[-3000:]
+    _unchanged(host, live, served, pid)
+
+
+def test_a_pair_nginx_refuses_is_put_back_before_any_reload(host):
+    # A good pair, but nginx -t fails (here a broken server block beside it): the old pair must go back, or
+    # nginx would start on the new one, or not at all, after the block is fixed.
+    live = {path: host.file(path).content_string for path in LIVE}
+    served, pid = served_certificate(host), host.file("/run/nginx.pid").content_string.strip()
+    host.check_output("echo 'server { listen 8099; bogus_directive on; }' > /etc/nginx/conf.d/zz-broken.conf")
+    try:
+        rc, out = _with_store_pair(host, _self_signed(2048))
+    finally:
+        host.check_output("rm -f /etc/nginx/conf.d/zz-broken.conf")
+    assert rc != 0 and "unknown directive" in out and "bogus_directive" in out, out[-3000:]
+    assert "The files nginx ran with were put back" in out, out[-3000:]
+    _unchanged(host, live, served, pid)
+    assert host.run("nginx -t -q").rc == 0
