@@ -2,28 +2,11 @@
 Pebble issued after a real HTTP-01 validation through nginx, it chains to Pebble's root, and nginx was
 reloaded, not restarted."""
 
-import json
-import os
 import re
-import subprocess
 
 STORE = "/etc/ssl/locksmith/certificates/web"
 NAME = "www.locksmith.test"
 LIVE = ("/etc/ssl/locksmith/nginx/fullchain.pem", "/etc/ssl/locksmith/nginx/privkey.pem")
-CONVERGE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml")
-
-
-def run_role(extra_vars):
-    """Run the role again, as converge does, with ``extra_vars``; (exit code, output on one line)."""
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars), CONVERGE],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-        timeout=600,
-    )
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 def served_certificate(host) -> str:
@@ -88,7 +71,7 @@ def test_pebble_validated_http01_through_nginx(host):
     assert re.search(challenge + "200 ", log), log[-2000:]
 
 
-def _with_store_pair(host, make_pair, extra_vars=None):
+def _with_store_pair(host, run_role, make_pair, extra_vars=None):
     """Run the role (issuing off) on a pair ``make_pair`` puts in the store; the store is put back after."""
     host.check_output(f"cp -p {STORE}/fullchain.pem {STORE}/privkey.pem /root/")
     try:
@@ -115,23 +98,23 @@ def _unchanged(host, live, served, pid):
     assert served_certificate(host) == served
 
 
-def test_a_pair_openssl_refuses_is_never_installed(host):
+def test_a_pair_openssl_refuses_is_never_installed(host, run_role):
     # An RSA 1024 pair matches and parses; OpenSSL's security level refuses it, as nginx and PostgreSQL would.
     live = {path: host.file(path).content_string for path in LIVE}
     served, pid = served_certificate(host), host.file("/run/nginx.pid").content_string.strip()
-    rc, out = _with_store_pair(host, _self_signed(1024))
+    rc, out = _with_store_pair(host, run_role, _self_signed(1024))
     assert rc != 0 and "OpenSSL refuses" in out and "ee key too small" in out, out[-3000:]
     _unchanged(host, live, served, pid)
 
 
-def test_a_pair_nginx_refuses_is_put_back_before_any_reload(host):
+def test_a_pair_nginx_refuses_is_put_back_before_any_reload(host, run_role):
     # A good pair, but nginx -t fails (here a broken server block beside it): the old pair must go back, or
     # nginx would start on the new one, or not at all, after the block is fixed.
     live = {path: host.file(path).content_string for path in LIVE}
     served, pid = served_certificate(host), host.file("/run/nginx.pid").content_string.strip()
     host.check_output("echo 'server { listen 8099; bogus_directive on; }' > /etc/nginx/conf.d/zz-broken.conf")
     try:
-        rc, out = _with_store_pair(host, _self_signed(2048))
+        rc, out = _with_store_pair(host, run_role, _self_signed(2048))
     finally:
         host.check_output("rm -f /etc/nginx/conf.d/zz-broken.conf")
     assert rc != 0 and "unknown directive" in out and "bogus_directive" in out, out[-3000:]

@@ -1,8 +1,6 @@
 """Behaviour of role dr_restore on the converged host: drill report, metrics and clean-up, and a corrupt backup."""
 
 import json
-import os
-import subprocess
 from datetime import datetime
 
 import pytest
@@ -17,7 +15,6 @@ PHASES = ("fetch", "decrypt", "restore", "verify")
 RTO_TARGET, RPO_TARGET = 900, 7200  # molecule.yml
 ROWS = {"public.customers": 3000, "public.orders": 4000}  # prepare.yml
 KEY = "0123456789abcdef" * 4  # the throwaway container's test key (molecule.yml)
-CONVERGE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml")
 LABEL = f'{{database="{DATABASE}"}}'
 
 
@@ -57,27 +54,6 @@ def _metrics(host):
 
 def _epoch(iso):
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def run_role(extra_vars=None):
-    """Run the shared converge over podman exec with the scenario's inventory, as molecule does."""
-    run = subprocess.run(
-        [
-            "ansible-playbook",
-            "--inventory",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "--extra-vars",
-            json.dumps(extra_vars or {}),
-            CONVERGE,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-        timeout=600,
-    )
-    # Failures go to stderr (display_failed_stderr); the callback may wrap lines.
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +134,7 @@ def test_metrics_carry_the_newest_drill(host, newest):
 
 
 @pytest.fixture(scope="module")
-def corrupt_run(host):
+def corrupt_run(host, run_role):
     """Run the role once with one byte of the encrypted artefact flipped, then put the saved original back."""
     directory, manifest = _backup(host)
     artefact = manifest["artefacts"][0]
@@ -194,7 +170,7 @@ def test_corrupt_backup_fails_the_run_and_restores_nothing(host, corrupt_run):
     assert _metrics(host)[f"locksmith_drill_last_status{LABEL}"] == 0
 
 
-def test_restored_artefact_drills_green_again(host, corrupt_run):
+def test_restored_artefact_drills_green_again(host, corrupt_run, run_role):
     artefact, path = corrupt_run[:2]
     assert host.file(path).sha256sum == artefact["sha256"]
     rc, output = run_role()

@@ -1,7 +1,6 @@
 """Behaviour of role firewall on the converged host: what passes, what is dropped, and no lockout."""
 
 import concurrent.futures
-import json
 import os
 import re
 import socket
@@ -14,7 +13,6 @@ TABLE = ["nft", "list", "table", "inet", "locksmith"]
 RULESET_FILE = "/etc/nftables.d/locksmith.nft"
 STATE_DIR = "/var/lib/locksmith/firewall"
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-CONVERGE = os.path.join(PROJECT, "molecule", "_shared", "converge.yml")
 IMAGE = "localhost/bookworm-systemd"
 
 PROBE = """
@@ -79,32 +77,6 @@ def table(host, stateless=False):
 
 def policy_drops(host):
     return int(re.search(r"counter packets (\d+) bytes \d+ comment \"dropped by policy\"", table(host))[1])
-
-
-def run_role(extra_vars, ssh_to=None, playbook=CONVERGE):
-    """Run the shared converge (this role), or ``playbook``, with extra vars, over podman or over SSH as root."""
-    if ssh_to:
-        key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "id_ed25519")
-        target = ["--inventory", f"{ssh_to},", "--user", "root", "--private-key", key]
-    else:
-        target = ["--inventory", os.environ["MOLECULE_INVENTORY_FILE"]]
-    run = subprocess.run(
-        ["ansible-playbook", *target, "--extra-vars", json.dumps(extra_vars), playbook],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null",
-        },
-        timeout=300,
-    )
-    # Failures go to stderr (display_failed_stderr); the callback may wrap lines.
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 def scenario_vars(addresses, **overrides):
@@ -198,7 +170,7 @@ UNSAFE_SSH_ALLOWLISTS = {
 
 
 @pytest.fixture(scope="module")
-def refusals(host):
+def refusals(host, run_role):
     """Run the role once per unsafe allowlist, in parallel; the table must be the same before and after."""
     before = table(host, stateless=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(UNSAFE_SSH_ALLOWLISTS)) as pool:
@@ -220,7 +192,7 @@ def test_unsafe_ssh_allowlist_is_refused_before_any_change(addresses, refusals, 
     assert after == before
 
 
-def test_controller_address_is_read_from_the_ssh_session(host, addresses):
+def test_controller_address_is_read_from_the_ssh_session(host, addresses, run_role):
     before = table(host, stateless=True)
     rc, output = run_role(scenario_vars(addresses, firewall_ssh_allow=["198.51.100.0/24"]), ssh_to=addresses["target"])
     assert rc == 2, output
@@ -230,7 +202,7 @@ def test_controller_address_is_read_from_the_ssh_session(host, addresses):
     assert table(host, stateless=True) == before
 
 
-def test_changed_ruleset_over_ssh_is_confirmed_and_kept(host, addresses):
+def test_changed_ruleset_over_ssh_is_confirmed_and_kept(host, addresses, run_role):
     port = 8444 if "8443" in table(host) else 8443  # a ruleset that differs from the active one
     extra = [
         {"name": "https", "ports": [443], "public": True},
@@ -249,7 +221,7 @@ def test_changed_ruleset_over_ssh_is_confirmed_and_kept(host, addresses):
     assert f"{{ {port} }}" in host.file(RULESET_FILE).content_string
 
 
-def test_ruleset_that_cuts_the_controller_off_is_rolled_back(host, addresses):
+def test_ruleset_that_cuts_the_controller_off_is_rolled_back(host, addresses, run_role):
     """The operator claims the wrong controller address: preflight passes, the reconnect cannot."""
     before = table(host, stateless=True)
     confirmed = host.file(RULESET_FILE).sha256sum
@@ -280,7 +252,7 @@ def test_ruleset_that_cuts_the_controller_off_is_rolled_back(host, addresses):
         assert sock.recv(64).startswith(b"SSH-2.0-")
 
 
-def test_a_pass_the_run_already_applied_is_skipped_and_a_changed_one_is_not(host):
+def test_a_pass_the_run_already_applied_is_skipped_and_a_changed_one_is_not(host, run_role):
     """site.yml applies the role twice per host; the same values a second time in one run do nothing."""
     rc, output = run_role({}, playbook=os.path.join(PROJECT, "molecule", "firewall", "three_passes.yml"))
     assert rc == 0, output

@@ -10,7 +10,6 @@ import pytest
 
 HBA = "/etc/postgresql/15/main/pg_hba.conf"
 LOG = "/var/log/postgresql/postgresql-15-main.log"
-CONVERGE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml")
 # Test-only passwords, set by prepare.yml in the throwaway container.
 MD5_PASSWORD = "molecule-only-md5-pw"  # noqa: S105
 SCRAM_PASSWORD = "molecule-only-scram-pw"  # noqa: S105
@@ -46,28 +45,6 @@ SKIP_TAGS = ",".join(
         "public_schema",
     )
 )
-
-
-def run_role(extra_vars):
-    """Run preflight and the pg_hba.conf control, as an operator would with --skip-tags."""
-    run = subprocess.run(
-        [
-            "ansible-playbook",
-            "--inventory",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "--extra-vars",
-            json.dumps(extra_vars),
-            "--skip-tags",
-            SKIP_TAGS,
-            CONVERGE,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-        timeout=600,
-    )
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 def test_scram_login_over_ssl_is_accepted(host):
@@ -277,18 +254,20 @@ def test_tls_check_reports_plaintext_refused_from_the_controller(host):
     ],
     ids=["wildcard-listen", "public-listen", "empty-cidrs", "catch-all-cidrs"],
 )
-def test_unsafe_inputs_are_refused_before_any_change(host, extra_vars, message):
+def test_unsafe_inputs_are_refused_before_any_change(host, extra_vars, message, run_role):
     before = host.file(HBA).sha256sum
-    rc, output = run_role(extra_vars)
+    rc, output = run_role(extra_vars, options=["--skip-tags", SKIP_TAGS])
     assert rc == 2, output
     assert message in output
     assert host.file(HBA).sha256sum == before
 
 
-def test_pg_hba_that_postgresql_rejects_is_not_installed(host):
+def test_pg_hba_that_postgresql_rejects_is_not_installed(host, run_role):
     """A user name with a space passes preflight but shifts pg_hba's fields: the live file and logins stay."""
     before = host.file(HBA).sha256sum
-    rc, output = run_role({"postgresql_hardening_local_peer_users": ["postgres", "app user"]})
+    rc, output = run_role(
+        {"postgresql_hardening_local_peer_users": ["postgres", "app user"]}, options=["--skip-tags", SKIP_TAGS]
+    )
     assert rc == 2, output
     assert 'PostgreSQL rejects the candidate pg_hba.conf: line 8: invalid authentication method "user"' in output
     assert "Nothing was installed and the server keeps its current rules." in output

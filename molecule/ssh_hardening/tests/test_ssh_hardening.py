@@ -1,16 +1,14 @@
 """Behaviour of role ssh_hardening on the converged host: sshd's effective settings and real logins."""
 
-import json
-import os
 import re
-import subprocess
 import time
 
 import pytest
 
 DROPIN = "/etc/ssh/sshd_config.d/00-locksmith-hardening.conf"
 STATE_DIR = "/var/lib/locksmith/ssh_hardening"
-CONVERGE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "_shared", "converge.yml")
+# Runs over SSH see no molecule inventory, so not the scenario's group_vars; the operator is the connecting user.
+OVER_SSH = {"ssh_hardening_allow_groups": ["sshlogin"]}
 SSH = (
     "ssh -i /root/test_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     " -o ConnectTimeout=10"
@@ -65,34 +63,6 @@ def effective(host):
 
 def login(host, user, *options, command="id -un"):
     return host.run(f"{SSH} {' '.join(options)} {user}@127.0.0.1 {command}")
-
-
-def run_role(extra_vars, ssh_to=None):
-    """Run the shared converge over podman exec, or over SSH as ops with sudo, as an operator would."""
-    if ssh_to:
-        key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "id_ed25519")
-        target = ["--inventory", f"{ssh_to},", "--user", "ops", "--become", "--private-key", key]
-        # The scenario's group_vars are not in that inventory; the operator is the connecting user.
-        extra_vars = {"ssh_hardening_allow_groups": ["sshlogin"], **extra_vars}
-    else:
-        target = ["--inventory", os.environ["MOLECULE_INVENTORY_FILE"]]
-    run = subprocess.run(
-        ["ansible-playbook", *target, "--extra-vars", json.dumps(extra_vars), CONVERGE],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null",
-        },
-        timeout=300,
-    )
-    # Failures go to stderr (display_failed_stderr); the callback may wrap lines.
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +122,7 @@ def test_legacy_cipher_is_refused(host):
     assert "no matching cipher found" in result.stderr
 
 
-def test_operator_outside_allow_groups_is_refused_before_any_change(host):
+def test_operator_outside_allow_groups_is_refused_before_any_change(host, run_role):
     before = host.file(DROPIN).sha256sum
     rc, output = run_role({"ssh_hardening_allow_groups": ["wheel"]})
     assert rc == 2, output
@@ -163,7 +133,7 @@ def test_operator_outside_allow_groups_is_refused_before_any_change(host):
     assert host.file(DROPIN).sha256sum == before
 
 
-def test_invalid_candidate_is_refused_and_sshd_keeps_running(host):
+def test_invalid_candidate_is_refused_and_sshd_keeps_running(host, run_role):
     before, pid = host.file(DROPIN).sha256sum, sshd_pid(host)
     rc, output = run_role({"ssh_hardening_overrides": {"MaxAuthTries": "banana"}})
     assert rc == 2, output
@@ -179,7 +149,7 @@ def test_invalid_candidate_is_refused_and_sshd_keeps_running(host):
     assert login(host, "ops").rc == 0
 
 
-def test_changed_setting_is_reloaded_and_open_sessions_survive(host):
+def test_changed_setting_is_reloaded_and_open_sessions_survive(host, run_role):
     pid = sshd_pid(host)
     session = "/root/session.out"
     host.check_output(
@@ -212,12 +182,13 @@ def test_candidate_is_staged_and_matches_the_live_dropin(host):
     assert host.file(STATE_DIR).mode == 0o700
 
 
-def test_changed_setting_over_ssh_is_confirmed_and_kept(host, address):
+def test_changed_setting_over_ssh_is_confirmed_and_kept(host, address, run_role):
     try:
         # A generous window: this test is about a good change being kept (the rollback has its own test below).
         rc, output = run_role(
-            {"ssh_hardening_overrides": {"MaxAuthTries": 5}, "ssh_hardening_confirm_timeout_seconds": 300},
+            {**OVER_SSH, "ssh_hardening_overrides": {"MaxAuthTries": 5}, "ssh_hardening_confirm_timeout_seconds": 300},
             ssh_to=address,
+            user="ops",
         )
         assert rc == 0, output
         assert re.search(
@@ -236,12 +207,13 @@ def test_changed_setting_over_ssh_is_confirmed_and_kept(host, address):
     assert effective(host)["maxauthtries"] == "3"
 
 
-def test_setting_that_locks_the_operator_out_is_rolled_back(host, address):
+def test_setting_that_locks_the_operator_out_is_rolled_back(host, address, run_role):
     """Preflight cannot know every lockout: AllowUsers without the operator passes it, the new login cannot."""
     before, settings = host.file(DROPIN).sha256sum, effective(host)
     rc, output = run_role(
-        {"ssh_hardening_overrides": {"AllowUsers": "root"}, "ssh_hardening_confirm_timeout_seconds": 20},
+        {**OVER_SSH, "ssh_hardening_overrides": {"AllowUsers": "root"}, "ssh_hardening_confirm_timeout_seconds": 20},
         ssh_to=address,
+        user="ops",
     )
     assert rc == 2, output
     assert "The new sshd configuration was not confirmed" in output, output
@@ -269,7 +241,7 @@ def test_setting_that_locks_the_operator_out_is_rolled_back(host, address):
     assert rc == 0, output
 
 
-def test_dropin_edited_by_hand_is_put_back(host):
+def test_dropin_edited_by_hand_is_put_back(host, run_role):
     """The live drop-in is compared with the staged candidate, so a change made outside the role is undone."""
     host.check_output(f"sed -i 's/^MaxAuthTries 3$/MaxAuthTries 9/' {DROPIN}")
     assert "MaxAuthTries 9" in host.file(DROPIN).content_string
