@@ -44,6 +44,18 @@ _SAFE_HOST = re.compile(r"^(?!-)[A-Za-z0-9.:_-]{1,253}\Z")
 # sun_path holds 108 bytes with its terminating NUL; the server's socket is <pitr_data_dir>/.s.PGSQL.<port>.
 MAX_SOCKET_PATH_BYTES = 107
 LOG_TAIL_CHARS = 1500
+# A server recovering with hot_standby stops unless these are at least the source's, which pg_control records
+# (pg_controldata label -> setting); a minimal postgresql.conf must carry them or a tuned source cannot restore.
+CONTROL_SETTINGS = {
+    "max_connections setting": "max_connections",
+    "max_worker_processes setting": "max_worker_processes",
+    "max_wal_senders setting": "max_wal_senders",
+    "max_prepared_xacts setting": "max_prepared_transactions",
+    "max_locks_per_xact setting": "max_locks_per_transaction",
+}
+# pg_ctl -w returns once the server accepts connections, at the end of the backup's own WAL; the replay after it
+# is followed by the stall check.
+START_TIMEOUT_SECONDS = 3600
 # A backup of a Debian-layout cluster lacks these (Debian keeps them in /etc/postgresql/<version>/<cluster>), and
 # the restored server cannot start without them. Written only where missing: settings then come from the restored
 # postgresql.auto.conf and the command line; root and postgres may log in as postgres on the restored server's
@@ -187,6 +199,16 @@ def check_options(params):
     return stanza, data_dir, config
 
 
+def control_settings(text):
+    """The settings pg_controldata reports that a recovering server must match or exceed, as name -> value."""
+    found = {}
+    for line in text.splitlines():
+        label, sep, value = line.partition(":")
+        if sep and label.strip() in CONTROL_SETTINGS and value.strip().isdigit():
+            found[CONTROL_SETTINGS[label.strip()]] = int(value.strip())
+    return found
+
+
 def enclosing_data_dir(path):
     """The PostgreSQL data directory (a parent holding PG_VERSION) that ``path`` lies in, or None."""
     parent = os.path.dirname(os.path.realpath(path))
@@ -207,10 +229,18 @@ def port_in_use(host, port, timeout=1.0):
         return False
 
 
-def _run(argv, describe):
+class LoginRefused(R.RestoreError):
+    """The restored server is up but refuses the checks' login: nothing about the recovery is known yet."""
+
+
+# libpq's words for a server that answered and refused the login (not one still starting).
+_REFUSED = ("authentication failed", "no pg_hba.conf entry", "does not exist")
+
+
+def _run(argv, describe, env=None):
     try:
         proc = subprocess.run(  # noqa: S603 # nosec B603
-            as_postgres(argv), capture_output=True, text=True, errors="replace", check=False
+            as_postgres(argv), capture_output=True, text=True, errors="replace", check=False, env=env
         )
     except OSError as err:
         raise R.RestoreError("%s could not run (%s)" % (describe, err)) from err
@@ -376,6 +406,9 @@ class PitrJob:
                     )
                     self._complete_config(data_dir)
                     self._start_and_promote(data_dir)
+                except LoginRefused:
+                    restored = True  # the server runs and may have recovered: left for inspection
+                    raise
                 except LocksmithError as err:
                     raise self._discard(data_dir, created, err) from err
                 restored = True
@@ -455,6 +488,8 @@ class PitrJob:
             path = os.path.join(data_dir, name)
             if os.path.lexists(path):
                 continue
+            if name == "postgresql.conf":
+                text += self._source_limits(data_dir)
             try:
                 handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -473,6 +508,18 @@ class PitrJob:
                 "defaults for settings not in its postgresql.auto.conf"
                 % (self.backup["label"], ", ".join(self.config_written), data_dir)
             )
+
+    def _source_limits(self, data_dir):
+        """postgresql.conf lines with the source's limits from the restored pg_control (max_connections, ...)."""
+        controldata = find_tool("pg_controldata", self.params.get("pg_bin_dir"))
+        report = _run([controldata, data_dir], "pg_controldata", env=dict(os.environ, LC_ALL="C"))
+        settings = control_settings(report)
+        if not settings:
+            raise R.RestoreError(
+                "pg_controldata printed none of %s for pitr_data_dir '%s', which the restored server needs at least "
+                "as high as the source's; check pg_bin_dir" % (", ".join(CONTROL_SETTINGS.values()), data_dir)
+            )
+        return "".join("%s = %d\n" % item for item in sorted(settings.items()))
 
     def _prepare_dir(self, data_dir):
         """Create (or take over the empty) pitr_data_dir, 0700 and owned by postgres; True if it was created.
@@ -571,7 +618,10 @@ class PitrJob:
             self.listen,
         )
         log = os.path.join(data_dir, "pitr-start.log")
-        _run([self.pg_ctl, "-D", data_dir, "-l", log, "-o", options, "-w", "-t", "300", "start"], "pg_ctl start")
+        _run(
+            [self.pg_ctl, "-D", data_dir, "-l", log, "-o", options, "-w", "-t", str(START_TIMEOUT_SECONDS), "start"],
+            "pg_ctl start",
+        )
         # Replaying a day of WAL can take hours: wait while the replay advances, give up when it stalls.
         progress, stalled_since = None, self.clock()
         while True:
@@ -591,6 +641,13 @@ class PitrJob:
                     raise R.RestoreError(
                         "restored server in '%s' stopped during recovery (pitr_target not reached, or WAL missing "
                         "from the stanza)" % data_dir
+                    ) from err
+                if any(words in str(err).lower() for words in _REFUSED):
+                    raise LoginRefused(
+                        "the restored server in '%s' on port %d runs, but refuses the checks' login: %s; it uses the "
+                        "backup's pg_hba.conf: set login_host (127.0.0.1) with login_user and login_password, or run "
+                        "the module as postgres; the server was left running for inspection (stop it with pg_ctl -D "
+                        "%s stop)" % (data_dir, self.params["pitr_port"], err, data_dir)
                     ) from err
                 reason = "it accepted no connection (%s)" % err
             if self.clock() - stalled_since > STALL_TIMEOUT_SECONDS:

@@ -298,12 +298,16 @@ class ClusterRestoreJob:
         """Why a membership is not granted on a server older than 16 (its INHERIT/SET FALSE), else None.
 
         PostgreSQL 15 cannot limit one membership: granted there, it would pass on more than the backup's
-        did, so it is left out and reported. An INHERIT TRUE of a NOINHERIT member is granted, with a warning.
+        did, so it is left out and reported. A NOINHERIT member inherits from none of its memberships on 15, so
+        its INHERIT FALSE is kept by a plain grant (16 writes INHERIT FALSE for every grant to such a member); an
+        INHERIT TRUE of a NOINHERIT member is granted, with a warning.
         """
         if version is None or version >= GRANT_OPTIONS_SINCE:
             return None
         shown = "%s TO %s" % (item["role"], item["member"])
-        limits = ", ".join("%s FALSE" % key.upper() for key in ("inherit", "set") if item.get(key) is False)
+        noinherit = "NOINHERIT" in self.globals["roles"].get(item["member"], {}).get("flags", [])
+        lost = [key for key in ("inherit", "set") if item.get(key) is False and not (key == "inherit" and noinherit)]
+        limits = ", ".join("%s FALSE" % key.upper() for key in lost)
         if limits:
             self.warnings.append(
                 "membership %s has WITH %s in the backup (taken from PostgreSQL 16 or later), which this PostgreSQL "
@@ -311,7 +315,7 @@ class ClusterRestoreJob:
                 "onto PostgreSQL 16 or later" % (shown, limits, version // 10000)
             )
             return "WITH %s: not kept by PostgreSQL %d, not granted" % (limits, version // 10000)
-        if item.get("inherit") and "NOINHERIT" in self.globals["roles"].get(item["member"], {}).get("flags", []):
+        if item.get("inherit") and noinherit:
             self.warnings.append(
                 "membership %s has WITH INHERIT TRUE in the backup, but its member is NOINHERIT, so on this "
                 "PostgreSQL %d server it inherits nothing from it (SET ROLE still works)" % (shown, version // 10000)

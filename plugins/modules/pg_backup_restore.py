@@ -35,8 +35,9 @@ description:
     O(mode=drill) or O(mode=recover). Globals come first, where missing roles are created with their attributes,
     settings, comment and (only when the dump holds one) password, memberships whose member was created
     here are granted (with ADMIN OPTION, and the INHERIT and SET options of a PostgreSQL 16+ dump when the
-    server is 16 or later; a 15 server cannot limit one membership, so one dumped with INHERIT FALSE or SET
-    FALSE is not granted there, but listed in C(memberships_skipped) with a warning), missing tablespaces
+    server is 16 or later; a 15 server cannot limit one membership, so one dumped with SET FALSE, or with
+    INHERIT FALSE to a member that is not NOINHERIT, is not granted there, but listed in C(memberships_skipped)
+    with a warning), missing tablespaces
     are created (recover only). Existing roles, the bootstrap superuser and the login role are never
     altered. Each database (or those in O(databases)) is then created from template0 with the owner,
     encoding, locale, settings and grants of its archive's DATABASE entry, restored and verified against
@@ -61,14 +62,19 @@ options:
         running for inspection.
       - For V(pitr) the backup restored is the newest that ended before O(pitr_target) (passed to pgBackRest as
         C(--set), and named in the report); a target older than every backup is refused before anything is
-        written. The RPO is the age of the stanza's newest backup, whatever the target. Recovery is waited for
-        as long as its WAL replay advances, and given up after 120 seconds without progress.
+        written. The RPO is the age of the stanza's newest backup, whatever the target. The server must accept
+        connections within an hour (once it has replayed the backup's own WAL); recovery is then waited for as
+        long as its WAL replay advances, and given up after 120 seconds without progress.
       - For V(pitr) the checks connect to the restored server through its own socket in O(pitr_data_dir) when
         O(login_host) is empty or a socket directory (O(login_unix_socket) is then not used), and the server
         listens on no TCP address; when O(login_host) names a host, the server listens there only. A backup of
         a Debian-layout cluster holds no C(postgresql.conf), C(pg_hba.conf) or C(pg_ident.conf) (Debian keeps
         them in C(/etc/postgresql)), so minimal ones are written (peer login as C(postgres) for root and postgres on
-        the socket, C(scram-sha-256) from this host), named in the report's C(config_written) and a warning.
+        the socket, C(scram-sha-256) from this host; C(max_connections) and the other limits a recovering server
+        needs at least as high as the source's, read from the restored C(pg_control)), named in the report's
+        C(config_written) and a warning.
+      - For V(pitr), a restored server that refuses the checks' login (the backup's own C(pg_hba.conf) refuses root
+        as C(postgres) on the socket, say) is left running for inspection, and the error says how to connect instead.
     type: str
     default: drill
     choices: [drill, recover, tables, pitr]

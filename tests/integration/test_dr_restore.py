@@ -510,9 +510,10 @@ def _archived(debian_layout):
         for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
             shutil.move(cluster.datadir / name, config_dir / name)
         with open(config_dir / "postgresql.conf", "a", encoding="utf-8") as handle:
+            # Tuned above the defaults, as production is: a restored server with less refuses to recover.
             handle.write(
                 f"data_directory = '{cluster.datadir}'\nhba_file = '{config_dir}/pg_hba.conf'\n"
-                f"ident_file = '{config_dir}/pg_ident.conf'\n"
+                f"ident_file = '{config_dir}/pg_ident.conf'\nmax_connections = 150\n"
             )
         for path in (config_dir, *config_dir.iterdir()):
             os.chown(path, pg.pw_uid, pg.pw_gid)
@@ -657,6 +658,7 @@ def test_pitr_of_a_debian_layout_cluster_starts_and_checks_through_its_own_socke
             {"name": "rows", "sql": "SELECT count(*) FROM t", "expected": 100},
             {"name": "promoted", "sql": "SELECT pg_is_in_recovery()::text", "expected": "false"},
             {"name": "its own port", "sql": "SELECT current_setting('port')::int", "expected": port},
+            {"name": "the source's limit", "sql": "SELECT current_setting('max_connections')::int", "expected": 150},
         ],
     )
     result = run_module_inprocess("pg_backup_restore", args)

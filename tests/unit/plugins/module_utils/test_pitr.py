@@ -354,3 +354,48 @@ def test_a_recovery_that_stalls_is_given_up(monkeypatch, tmp_path):
     with pytest.raises(R.RestoreError, match=r"did not finish recovery: for 120s its WAL replay stayed at 0/1"):
         _promoting(monkeypatch, server, tmp_path)._start_and_promote(str(tmp_path))
     assert server.polls < 20
+
+
+CONTROLDATA = """pg_control version number:            1300
+Database cluster state:               shut down in recovery
+wal_level setting:                    replica
+max_connections setting:              200
+max_worker_processes setting:         16
+max_wal_senders setting:              10
+max_prepared_xacts setting:           0
+max_locks_per_xact setting:           128
+"""
+
+
+def test_the_source_limits_a_recovering_server_must_match_are_read_from_pg_control():
+    assert P.control_settings(CONTROLDATA) == {
+        "max_connections": 200,
+        "max_worker_processes": 16,
+        "max_wal_senders": 10,
+        "max_prepared_transactions": 0,
+        "max_locks_per_transaction": 128,
+    }
+
+
+def test_a_written_postgresql_conf_carries_the_source_limits(tmp_path, monkeypatch):
+    # A tuned Debian source (max_connections 200 in /etc) would stop the restored one at startup with 100.
+    ran = []
+    monkeypatch.setattr(P, "_run", lambda argv, describe, env=None: ran.append((argv, env)) or CONTROLDATA)
+    job = P.PitrJob(params(pitr_data_dir=str(tmp_path)), [])
+    job.backup = BACKUPS[0]
+    job._complete_config(str(tmp_path))
+    conf = (tmp_path / "postgresql.conf").read_text()
+    assert "max_connections = 200\n" in conf and "max_locks_per_transaction = 128\n" in conf
+    assert ran[0][0][-1] == str(tmp_path) and ran[0][1]["LC_ALL"] == "C"
+
+
+class _Refusing:
+    def run(self, dbname, statement, args=None, rows=False):
+        raise _postgres.PostgresError('cannot connect: FATAL:  Peer authentication failed for user "postgres"')
+
+
+def test_a_login_the_restored_server_refuses_is_said_at_once_not_waited_for(monkeypatch, tmp_path):
+    (tmp_path / "postmaster.pid").write_text("1")
+    job = _promoting(monkeypatch, _Refusing(), tmp_path)
+    with pytest.raises(P.LoginRefused, match=r"runs, but refuses the checks' login: .*Peer authentication failed"):
+        job._start_and_promote(str(tmp_path))

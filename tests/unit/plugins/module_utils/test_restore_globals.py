@@ -204,6 +204,7 @@ GRANT app TO audit WITH SET FALSE GRANTED BY lead;
 GRANT ops TO lead WITH ADMIN OPTION, INHERIT TRUE GRANTED BY postgres;
 GRANT audit TO ops WITH ADMIN TRUE, INHERIT OPTION, SET TRUE;
 GRANT lead TO audit GRANTED BY postgres;
+GRANT audit TO lead WITH INHERIT FALSE GRANTED BY postgres;
 """
 
 
@@ -221,6 +222,7 @@ def test_memberships_of_postgresql_16_and_later_are_parsed_with_their_options():
         _membership("ops", "lead", admin=True, inherit=True),
         _membership("audit", "ops", admin=True, inherit=True, set=True),
         _membership("lead", "audit"),
+        _membership("audit", "lead", inherit=False),
     ]
     limited = parsed["memberships"][1]
     assert render(G.membership_sql(limited)) == 'GRANT "app" TO "lead" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE'
@@ -260,16 +262,24 @@ def _applied(text, roles=("postgres",), version=150018):
 
 def test_memberships_from_postgresql_16_are_granted_on_15_without_widening_them():
     plan, warnings, grants = _applied(GLOBALS_16)
-    # INHERIT TRUE and ADMIN OPTION are what 15 grants anyway; INHERIT or SET FALSE it cannot keep: left out.
+    # INHERIT TRUE and ADMIN OPTION are what 15 grants anyway; INHERIT or SET FALSE it cannot keep: left out,
+    # but for INHERIT FALSE to a NOINHERIT member (lead), which inherits nothing on 15 either.
     assert grants == [
         'GRANT "app" TO "ops"',
         'GRANT "ops" TO "lead" WITH ADMIN OPTION',
         'GRANT "audit" TO "ops" WITH ADMIN OPTION',
         'GRANT "lead" TO "audit"',
+        'GRANT "audit" TO "lead"',
     ]
-    assert plan["memberships_granted"] == ["app TO ops", "ops TO lead", "audit TO ops", "lead TO audit"]
+    assert plan["memberships_granted"] == [
+        "app TO ops",
+        "ops TO lead",
+        "audit TO ops",
+        "lead TO audit",
+        "audit TO lead",
+    ]
     assert plan["memberships_skipped"] == [
-        "app TO lead (WITH INHERIT FALSE, SET FALSE: not kept by PostgreSQL 15, not granted)",
+        "app TO lead (WITH SET FALSE: not kept by PostgreSQL 15, not granted)",  # lead is NOINHERIT anyway
         "app TO audit (WITH SET FALSE: not kept by PostgreSQL 15, not granted)",
     ]
     assert [w.split(" has ")[0] for w in warnings] == [
@@ -287,7 +297,7 @@ def test_memberships_keep_inherit_and_set_on_a_16_server():
         'GRANT "app" TO "lead" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE',
         'GRANT "app" TO "audit" WITH SET FALSE',
     ]
-    assert len(grants) == 6 and plan["memberships_skipped"] == [] and warnings == []
+    assert len(grants) == 7 and plan["memberships_skipped"] == [] and warnings == []
 
 
 def test_memberships_are_matched_by_role_and_member_not_by_their_joined_text():
