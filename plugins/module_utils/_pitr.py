@@ -644,10 +644,18 @@ class PitrJob:
                     ) from err
                 if any(words in str(err).lower() for words in _REFUSED):
                     raise LoginRefused(
-                        "the restored server in '%s' on port %d runs, but refuses the checks' login: %s; it uses the "
-                        "backup's pg_hba.conf: set login_host (127.0.0.1) with login_user and login_password, or run "
-                        "the module as postgres; the server was left running for inspection (stop it with pg_ctl -D "
-                        "%s stop)" % (data_dir, self.params["pitr_port"], err, data_dir)
+                        "the restored server in '%s' on port %d runs, but refuses the checks' login: %s; it reads "
+                        "%s: set login_host (127.0.0.1) with login_user and login_password, or run the module as "
+                        "postgres; the server was left running for inspection (stop it with pg_ctl -D %s stop)"
+                        % (
+                            data_dir,
+                            self.params["pitr_port"],
+                            err,
+                            "the minimal pg_hba.conf written here (root and postgres as postgres on its socket)"
+                            if "pg_hba.conf" in self.config_written
+                            else "the backup's pg_hba.conf",
+                            data_dir,
+                        )
                     ) from err
                 reason = "it accepted no connection (%s)" % err
             if self.clock() - stalled_since > STALL_TIMEOUT_SECONDS:

@@ -399,3 +399,6 @@ def test_a_login_the_restored_server_refuses_is_said_at_once_not_waited_for(monk
     job = _promoting(monkeypatch, _Refusing(), tmp_path)
     with pytest.raises(P.LoginRefused, match=r"runs, but refuses the checks' login: .*Peer authentication failed"):
         job._start_and_promote(str(tmp_path))
+    job.config_written = ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"]
+    with pytest.raises(P.LoginRefused, match=r"it reads the minimal pg_hba.conf written here"):
+        job._start_and_promote(str(tmp_path))
