@@ -67,11 +67,9 @@ def _tagged(tasks):
             yield from _tagged(task.get(key))
 
 
-def _opt_outs(role: Path, when) -> list[str]:
-    """The role's *_enabled variables a condition reads, directly or through one of its vars/main.yml values."""
+def _opt_outs(role: Path, internal: dict, when) -> list[str]:
+    """The role's *_enabled variables a condition reads, directly or through one of its ``internal`` values."""
     text = " ".join(when) if isinstance(when, list) else str(when or "")
-    internal_path = role / "vars" / "main.yml"
-    internal = (yaml.safe_load(internal_path.read_text()) or {}) if internal_path.exists() else {}
     for name in re.findall(r"\b_%s_\w+" % role.name, text):
         text += " " + str(internal.get(name, ""))
     found = re.findall(r"\b%s_\w*enabled\b" % role.name, text)
@@ -81,6 +79,8 @@ def _opt_outs(role: Path, when) -> list[str]:
 def tags_table(role: Path) -> str:
     """The generated Markdown: each tag of tasks/main.yml, what it runs, and what turns it off."""
     tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    internal_path = role / "vars" / "main.yml"
+    internal = (yaml.safe_load(internal_path.read_text()) or {}) if internal_path.exists() else {}
     rows, always = {}, []
     for tags, name, when in _tagged(tasks):
         if "always" in tags:
@@ -89,7 +89,7 @@ def tags_table(role: Path) -> str:
             if tag != "always":
                 names, offs = rows.setdefault(tag, ([], []))
                 names.append(_text(name))
-                offs.extend(v for v in _opt_outs(role, when) if v not in offs)
+                offs.extend(v for v in _opt_outs(role, internal, when) if v not in offs)
     parts = [TAGS_BEGIN, "", "| Tag | Runs | Turned off by |", "| --- | --- | --- |"]
     for tag, (names, offs) in rows.items():
         parts.append(f"| `{tag}` | {'; '.join(names)} | {', '.join(f'`{v}: false`' for v in offs)} |")
