@@ -62,12 +62,15 @@ def validate_options(params: dict) -> None:
             % (params["app_user_setting"],),
             option="app_user_setting",
         )
-    for index, column in enumerate(params.get("exclude_columns") or []):
-        validate_identifier(column, "exclude_columns[%d]" % index)
-    if params.get("auditor_role"):
-        validate_identifier(params["auditor_role"], "auditor_role")
+    # Names that need quoting are given quoted ('"first name"'); from here on params hold the names themselves.
+    params["exclude_columns"] = [
+        validate_identifier(column, "exclude_columns[%d]" % index, quoted=True)
+        for index, column in enumerate(params.get("exclude_columns") or [])
+    ]
+    for option in ("auditor_role", "schema"):
+        if params.get(option):
+            params[option] = validate_identifier(params[option], option, quoted=True)
     if params.get("schema"):
-        validate_identifier(params["schema"], "schema")
         if params["schema"] == params["audit_schema"]:
             raise AuditError("schema %r is the audit schema itself; audit another schema" % params["schema"])
     if params["capture"] == "statement" and (params["diff_only"] or params.get("exclude_columns")):
@@ -86,7 +89,7 @@ def parse_tables(tables: list, audit_schema: str) -> list:
     out = []
     for index, value in enumerate(tables or []):
         option = "tables[%d]" % index
-        schema, table = split_qualified(value, option)
+        schema, table = split_qualified(value, option, quoted=True)
         if schema == audit_schema:
             raise AuditError("%s %r is in the audit schema; the log cannot audit itself" % (option, value))
         if (schema, table) not in out:

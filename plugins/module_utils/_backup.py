@@ -117,12 +117,18 @@ class BackupJob:
             self.label = ALL_DATABASES_LABEL
         else:
             self.label = _postgres.validate_identifier(params.get("database"), "database")
+        # The names the filters stand for (one needing quotes is written '"My Schema"', as in SQL).
+        self.filters = {}
         for option in ("schemas", "exclude_schemas"):
-            for index, name in enumerate(params.get(option) or []):
-                _postgres.validate_identifier(name, "%s[%d]" % (option, index))
+            self.filters[option] = [
+                (_postgres.validate_identifier(name, "%s[%d]" % (option, index), quoted=True),)
+                for index, name in enumerate(params.get(option) or [])
+            ]
         for option in ("tables", "exclude_tables"):
-            for index, name in enumerate(params.get(option) or []):
-                _postgres.split_qualified(name, "%s[%d]" % (option, index))
+            self.filters[option] = [
+                _postgres.split_qualified(name, "%s[%d]" % (option, index), quoted=True)
+                for index, name in enumerate(params.get(option) or [])
+            ]
         if params.get("jobs", 1) < 1:
             raise BackupError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
         threads = params.get("compression_threads", 1)
@@ -230,14 +236,13 @@ class BackupJob:
         p = self.params
         if p.get("schemas") or p.get("tables"):
             args.append("--strict-names")
-        for name in p.get("schemas") or []:
-            args.append('--schema="%s"' % name)
-        for name in p.get("exclude_schemas") or []:
-            args.append('--exclude-schema="%s"' % name)
-        for option, flag in (("tables", "--table"), ("exclude_tables", "--exclude-table")):
-            for index, name in enumerate(p.get(option) or []):
-                schema, table = _postgres.split_qualified(name, "%s[%d]" % (option, index))
-                args.append('%s="%s"."%s"' % (flag, schema, table))
+        for option, flag in (
+            ("schemas", "--schema"),
+            ("exclude_schemas", "--exclude-schema"),
+            ("tables", "--table"),
+            ("exclude_tables", "--exclude-table"),
+        ):
+            args.extend("%s=%s" % (flag, _postgres.dump_pattern(*names)) for names in self.filters[option])
         return args
 
     def _row_estimates(self, database):
@@ -246,7 +251,23 @@ class BackupJob:
             rows = self._query(conn, _ROW_ESTIMATES)
         finally:
             conn.close()
-        return {"%s.%s" % (r["schema"], r["name"]): (r["rows"] if r["rows"] >= 0 else None) for r in rows}
+        return {
+            "%s.%s" % (r["schema"], r["name"]): (r["rows"] if r["rows"] >= 0 else None)
+            for r in rows
+            if self._dumped(r["schema"], r["name"])
+        }
+
+    def _dumped(self, schema, table):
+        """Whether pg_dump's filters (exact names) take this table: a table left out is neither counted nor listed.
+
+        As in pg_dump, --table selects regardless of --schema and --exclude-schema, and --exclude-table wins.
+        """
+        f = self.filters
+        if f["tables"]:
+            taken = (schema, table) in f["tables"]
+        else:
+            taken = (not f["schemas"] or (schema,) in f["schemas"]) and (schema,) not in f["exclude_schemas"]
+        return taken and (schema, table) not in f["exclude_tables"]
 
     def _exact_counts(self, database):
         """(open connection, exported snapshot, {table: count(*)}): pg_dump then dumps that same snapshot.
@@ -259,6 +280,8 @@ class BackupJob:
             snapshot = self._query(conn, "SELECT pg_export_snapshot() AS s")[0]["s"]
             counts = {}
             for row in self._query(conn, _ROW_ESTIMATES):
+                if not self._dumped(row["schema"], row["name"]):
+                    continue
                 statement = _postgres.sql.SQL("SELECT count(*) AS n FROM {}").format(
                     _postgres.identifier(row["schema"], row["name"])
                 )

@@ -31,6 +31,11 @@ SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # Plain identifiers only: quoting makes anything safe to send, but a name like
 # "users'; DROP TABLE x; --" is never what a user meant, so it is refused with a message instead.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\Z")
+# Where an option allows it, a name that needs quoting (a space, a hyphen, camelCase from an ORM, non-ASCII) is
+# accepted when written quoted as in SQL: '"first name"', 'shop."Order Items"'; "" stands for a quote. Control
+# characters are never part of a name anyone meant. Unquoted, the plain pattern above still applies.
+_PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"\x00-\x1f\x7f]|"")+")'
+_QUALIFIED = re.compile(r"(%s)(?:\.(%s))?\Z" % (_PART, _PART))
 MAX_IDENTIFIER_BYTES = 63
 
 
@@ -56,29 +61,55 @@ def postgres_argument_spec():
     )
 
 
-def validate_identifier(value, option):
-    """Return ``value`` if it is a plain PostgreSQL identifier; raise InvalidIdentifier naming ``option``."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value) or len(value.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
-        raise InvalidIdentifier(
-            "%s %r is not a valid identifier: use letters, digits, _ and $, starting with a letter or _, "
-            "at most %d bytes; nothing was sent to the server" % (option, value, MAX_IDENTIFIER_BYTES),
-            option=option,
-        )
-    return value
-
-
-def split_qualified(value, option, default_schema="public"):
-    """'schema.table' or 'table' -> (schema, table), both validated."""
-    if not isinstance(value, str):
-        validate_identifier(value, option)
-    parts = value.split(".")
-    if len(parts) == 1:
-        return validate_identifier(default_schema, option), validate_identifier(parts[0], option)
-    if len(parts) == 2:
-        return validate_identifier(parts[0], option), validate_identifier(parts[1], option)
+def _refuse(option, value, quoted):
+    how = "use letters, digits, _ and $, starting with a letter or _"
+    if quoted:
+        how += ", or write the name in double quotes as in SQL ('\"first name\"')"
     raise InvalidIdentifier(
-        "%s %r must be 'table' or 'schema.table'; nothing was sent to the server" % (option, value), option=option
+        "%s %r is not a valid identifier: %s, at most %d bytes; nothing was sent to the server"
+        % (option, value, how, MAX_IDENTIFIER_BYTES),
+        option=option,
     )
+
+
+def _name(part, option, value, quoted):
+    """The name one plain or (when ``quoted`` is allowed) double-quoted part stands for."""
+    if part.startswith('"'):
+        if not quoted:
+            _refuse(option, value, quoted)
+        part = part[1:-1].replace('""', '"')
+    if len(part.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        _refuse(option, value, quoted)
+    return part
+
+
+def validate_identifier(value, option, quoted=False):
+    """The name ``value`` stands for: a plain identifier (returned as is) or, with ``quoted``, one written in
+    double quotes (returned unquoted). Anything else raises InvalidIdentifier naming ``option``."""
+    match = _QUALIFIED.match(value) if isinstance(value, str) else None
+    if not match or match.group(2) is not None:
+        _refuse(option, value, quoted)
+    return _name(match.group(1), option, value, quoted)
+
+
+def split_qualified(value, option, default_schema="public", quoted=False):
+    """'schema.table' or 'table' -> (schema, table), both validated (and unquoted, with ``quoted``)."""
+    match = _QUALIFIED.match(value) if isinstance(value, str) else None
+    if not match:
+        if isinstance(value, str) and '"' not in value and value.count(".") > 1:
+            raise InvalidIdentifier(
+                "%s %r must be 'table' or 'schema.table'; nothing was sent to the server" % (option, value),
+                option=option,
+            )
+        _refuse(option, value, quoted)
+    if match.group(2) is None:
+        return validate_identifier(default_schema, option), _name(match.group(1), option, value, quoted)
+    return _name(match.group(1), option, value, quoted), _name(match.group(2), option, value, quoted)
+
+
+def dump_pattern(*parts):
+    """A pg_dump --schema/--table pattern that matches exactly these names: quoted, so * ? and . are literal."""
+    return ".".join('"%s"' % part.replace('"', '""') for part in parts)
 
 
 def identifier(*parts):

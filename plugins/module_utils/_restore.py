@@ -488,7 +488,7 @@ def tables_by_schema(tables):
     """{'schema': ['table', ...]} from 'schema.table' / 'table' entries, validated."""
     grouped = {}
     for index, name in enumerate(tables):
-        schema, table = _postgres.split_qualified(name, "tables[%d]" % index)
+        schema, table = _postgres.split_qualified(name, "tables[%d]" % index, quoted=True)
         grouped.setdefault(schema, []).append(table)
     return grouped
 

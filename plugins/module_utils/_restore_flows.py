@@ -37,7 +37,7 @@ class RestoreJob:
             raise R.RestoreError("mode=tables needs tables: give 'schema.table' names to restore", option="tables")
         self.target_schema = None
         if params.get("target_schema"):
-            self.target_schema = _postgres.validate_identifier(params["target_schema"], "target_schema")
+            self.target_schema = _postgres.validate_identifier(params["target_schema"], "target_schema", quoted=True)
         if params.get("jobs", 1) < 1:
             raise R.RestoreError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
         for option in ("databases", "roles", "extensions"):
@@ -221,7 +221,7 @@ class RestoreJob:
                         ),
                     )
                 table_map["%s.%s" % (schema, name)] = "%s.%s" % (where, name)
-                patterns.append('--table="%s"."%s"' % (where, name))
+                patterns.append("--table=%s" % _postgres.dump_pattern(where, name))
         moved = os.path.join(work, "tables.dump")
         pg_dump = find_tool("pg_dump", self.params.get("pg_bin_dir"))
         argv = [pg_dump, "--format=custom", "--no-password", "--no-owner", "--file=%s" % moved, *patterns]

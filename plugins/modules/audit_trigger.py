@@ -35,7 +35,9 @@ options:
     version_added: 0.1.0
   tables:
     description:
-      - Tables to audit, as C(table) (schema C(public)) or C(schema.table). Plain identifiers only.
+      - Tables to audit, as C(table) (schema C(public)) or C(schema.table). A name is taken as written (case
+        included); one with other characters than letters, digits, C(_) and C($) (a space, a hyphen, a dot) is
+        written in double quotes as in SQL, C(shop."Order Items"), with C("") for a quote in it.
       - With O(state=present) every table must exist; with O(state=absent) missing tables are skipped.
       - A partition is refused; list its partitioned table, whose audit covers every partition. PostgreSQL clones
         the row triggers onto the partitions; the statement-level ones (C(TRUNCATE), O(capture=statement)) are
@@ -48,6 +50,7 @@ options:
     description:
       - Audit every table (and partitioned table) of this schema instead of a list; run again after adding
         tables. Partitions are audited through their parent, as with O(tables).
+      - A name that needs quoting is written in double quotes, as in O(tables).
     type: str
     version_added: 0.1.0
   state:
@@ -79,6 +82,7 @@ options:
       - Columns never stored in the log (password hashes, tokens). An C(UPDATE) that changes only these columns
         is not logged at all; the trigger's C(WHEN) clause skips it before the function runs.
       - Each name must be a column of at least one audited table, so a typo cannot leak the data.
+      - A name that needs quoting is written in double quotes, as in O(tables), for example C('"first name"').
     type: list
     elements: str
     default: []
@@ -120,7 +124,8 @@ options:
     version_added: 0.1.0
   auditor_role:
     description:
-      - Role granted read-only access (C(USAGE) on the schema, C(SELECT) on the log). It must exist.
+      - Role granted read-only access (C(USAGE) on the schema, C(SELECT) on the log). It must exist. A name that
+        needs quoting is written in double quotes, as in O(tables).
       - Any other grant on the schema, the log or C(schema_version) is revoked, so when unset only the owner
         can read the log.
     type: str

@@ -66,25 +66,30 @@ options:
     default: 1
     version_added: 0.1.0
   schemas:
-    description: Dump only these schemas (exact names). Each must exist.
+    description:
+      - Dump only these schemas (exact names). Each must exist.
+      - A name with other characters than letters, digits, C(_) and C($) is written in double quotes as in SQL,
+        C('"My Schema"'), with C("") for a quote in it.
     type: list
     elements: str
     default: []
     version_added: 0.1.0
   exclude_schemas:
-    description: Do not dump these schemas (exact names).
+    description: Do not dump these schemas (exact names; quoted as in O(schemas) where needed).
     type: list
     elements: str
     default: []
     version_added: 0.1.0
   tables:
-    description: Dump only these tables, C(table) or C(schema.table) (exact names). Each must exist.
+    description:
+      - Dump only these tables, C(table) or C(schema.table) (exact names). Each must exist.
+      - A name that needs quoting is written in double quotes, C(shop."Order Items").
     type: list
     elements: str
     default: []
     version_added: 0.1.0
   exclude_tables:
-    description: Do not dump these tables, C(table) or C(schema.table).
+    description: Do not dump these tables, C(table) or C(schema.table) (quoted as in O(tables) where needed).
     type: list
     elements: str
     default: []

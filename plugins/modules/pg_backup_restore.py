@@ -119,13 +119,17 @@ options:
     type: path
     version_added: 0.1.0
   tables:
-    description: For O(mode=tables), C(schema.table) or C(table) (schema C(public)) names.
+    description:
+      - For O(mode=tables), C(schema.table) or C(table) (schema C(public)) names.
+      - A name that needs quoting is written in double quotes as in SQL, C(shop."Order Items").
     type: list
     elements: str
     default: []
     version_added: 0.1.0
   target_schema:
-    description: For O(mode=tables), the schema to restore the tables into; their own schema when omitted.
+    description:
+      - For O(mode=tables), the schema to restore the tables into; their own schema when omitted. A name that
+        needs quoting is written in double quotes, as in O(tables).
     type: str
     version_added: 0.1.0
   assertions:

@@ -364,6 +364,41 @@ def test_tables_mode_never_drops_what_depends_on_a_replaced_table(pg_cluster, se
     assert not [d for d in databases(pg_cluster) if d.startswith("restore_")], "scratch database left behind"
 
 
+def test_names_that_need_quoting_are_backed_up_and_restored_as_written(pg_cluster, seeded, dirs):
+    # ORMs and hand-made schemas give such names; one with a quote and pattern characters (* ?) too.
+    pg_cluster.query(
+        'CREATE SCHEMA "Shop Data"; CREATE TABLE "Shop Data"."Order Items" (id int); '
+        'CREATE TABLE "Shop Data"."a""b*?" (id int); CREATE TABLE "Shop Data"."aXb" (id int); '
+        'INSERT INTO "Shop Data"."Order Items" SELECT generate_series(1, 7); '
+        'INSERT INTO "Shop Data"."a""b*?" VALUES (1)',
+        dbname=seeded,
+    )
+    manifest = backup(
+        pg_cluster,
+        seeded,
+        [local(dirs["backups"])],
+        schemas=['"Shop Data"'],
+        exclude_tables=['"Shop Data"."a""b*?"'],
+        exact_row_counts=True,
+    )
+    # Exact names: the quote is the table's, and * ? match nothing else ("aXb" stays in).
+    assert manifest["row_counts"][seeded] == {"Shop Data.Order Items": 7, "Shop Data.aXb": 0}, manifest
+    pg_cluster.query('DELETE FROM "Shop Data"."Order Items"', dbname=seeded)
+    done = restore(
+        pg_cluster,
+        seeded,
+        [local(dirs["backups"])],
+        mode="tables",
+        tables=['"Shop Data"."Order Items"'],
+        target_schema='"Restored Items"',
+    )
+    assert not done.get("failed") and done["report"]["verified"], done
+    assert pg_cluster.query('SELECT count(*) FROM "Restored Items"."Order Items"', dbname=seeded)[0][0] == 7
+    unquoted = restore(pg_cluster, seeded, [local(dirs["backups"])], mode="tables", tables=["Shop Data.Order Items"])
+    assert unquoted["failed"] and unquoted["msg"].startswith("tables[0] 'Shop Data.Order Items' is not a valid")
+    assert "double quotes" in unquoted["msg"], unquoted["msg"]
+
+
 def test_recover_refuses_the_maintenance_and_template_databases(pg_cluster, seeded, dirs):
     backup(pg_cluster, seeded, [local(dirs["backups"])])
     for target in ("postgres", "template1"):

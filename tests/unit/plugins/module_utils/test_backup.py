@@ -41,6 +41,31 @@ def test_dump_args_quote_every_name_and_pass_no_secret():
     assert not any("s3cret" in a for a in args)
 
 
+def test_quoted_filter_names_reach_pg_dump_as_exact_names():
+    j = job(schemas=['"Shop Data"'], tables=['"Shop Data"."a""b*?"'], exclude_tables=['x."y z"'])
+    args = j._dump_args("custom")
+    assert '--schema="Shop Data"' in args and '--table="Shop Data"."a""b*?"' in args
+    assert '--exclude-table="x"."y z"' in args
+
+
+@pytest.mark.parametrize(
+    "filters, taken",
+    [
+        ({}, {"public.users", "sales.orders", "sales.big"}),
+        ({"schemas": ["sales"]}, {"sales.orders", "sales.big"}),
+        ({"exclude_schemas": ["sales"]}, {"public.users"}),
+        ({"schemas": ["sales"], "exclude_tables": ["sales.big"]}, {"sales.orders"}),
+        # As in pg_dump: --table selects regardless of --schema/--exclude-schema; --exclude-table wins.
+        ({"tables": ["users"], "schemas": ["sales"], "exclude_schemas": ["public"]}, {"public.users"}),
+        ({"tables": ["users", "sales.big"], "exclude_tables": ["sales.big"]}, {"public.users"}),
+    ],
+)
+def test_only_the_tables_pg_dump_takes_are_counted(filters, taken):
+    j = job(**filters)
+    tables = [("public", "users"), ("sales", "orders"), ("sales", "big")]
+    assert {"%s.%s" % t for t in tables if j._dumped(*t)} == taken
+
+
 def test_dump_env_keeps_what_the_options_leave_to_libpq(monkeypatch):
     # An AWX credential injects PGPASSWORD; the module's own connection honours it, so pg_dump must too.
     monkeypatch.setenv("PGPASSWORD", "from-awx")

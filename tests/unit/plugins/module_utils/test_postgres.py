@@ -93,3 +93,33 @@ def test_a_nul_in_a_connection_value_is_refused_by_name_before_connecting(over, 
     with pytest.raises(_postgres.PostgresError, match=re.escape(named + " holds a NUL character")) as caught:
         _postgres.connect(_params(login_port=1, **over), dbname)
     assert "a\x00b" not in caught.value.msg
+
+
+@pytest.mark.parametrize(
+    "written, name",
+    [('"first name"', "first name"), ('"a""b"', 'a"b'), ('"Order-Items"', "Order-Items"), ('"café.x"', "café.x")],
+)
+def test_a_name_written_quoted_is_taken_where_allowed(written, name):
+    assert _postgres.validate_identifier(written, "x", quoted=True) == name
+    with pytest.raises(InvalidIdentifier, match="is not a valid identifier"):
+        _postgres.validate_identifier(written, "x")  # where an option does not allow it
+
+
+@pytest.mark.parametrize(
+    "payload", [INJECTIONS[0], INJECTIONS[1], '"a"b"', '"unclosed', '""', '"t\tb"', '"%s"' % ("é" * 32)]
+)
+def test_quoting_does_not_open_the_door_to_payloads(payload):
+    with pytest.raises(InvalidIdentifier, match="double quotes"):
+        _postgres.split_qualified("public." + payload, "t", quoted=True)
+
+
+def test_split_qualified_quoted():
+    assert _postgres.split_qualified('shop."Order Items"', "t", quoted=True) == ("shop", "Order Items")
+    assert _postgres.split_qualified('"a.b"."c"', "t", quoted=True) == ("a.b", "c")
+    assert _postgres.split_qualified('"a.b"', "t", quoted=True) == ("public", "a.b")
+    with pytest.raises(InvalidIdentifier):
+        _postgres.split_qualified('"a"."b"."c"', "t", quoted=True)
+
+
+def test_dump_pattern_matches_exactly_these_names():
+    assert _postgres.dump_pattern("Shop Data", 'a"b*?') == '"Shop Data"."a""b*?"'
