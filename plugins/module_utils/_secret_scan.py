@@ -11,6 +11,7 @@ scanner, and no hash of it either, because a hash of a short password can be rev
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
 import re
 import stat
@@ -21,7 +22,9 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Locks
 try:
     from detect_secrets import __version__ as _ds_version
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.core.scan import scan_file
+
+    # scan_file's own steps (private names), run apart for text that is not UTF-8: see detect().
+    from detect_secrets.core.scan import _is_filtered_out, _process_line_based_plugins, scan_file
     from detect_secrets.settings import default_settings
 except ImportError:
     HAS_DETECT_SECRETS = False
@@ -37,6 +40,14 @@ ENV_FILE_TYPE = "Env File Value"
 ALWAYS_EXCLUDED_DIRS = (".git",)
 # KEY=value, optionally after `export`, as docker compose, systemd EnvironmentFile and dotenv read them.
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*?)\s*$")
+
+# Values that say what to put there instead of holding it: a mask, an instruction, a token-replacement marker, or
+# AWS's documented example keys (AKIAIOSFODNN7EXAMPLE). detect-secrets filters templates ({{ x }}, ${X}) only.
+# Not changeme or changeit: those are real default passwords (Java's keystore's), and one left in a config is a finding.
+_PLACEHOLDER = re.compile(
+    r"(?i:(.)\1*|<[^<>]*>|__\w+__|@@\w+@@|(?:your|my)[\w-]*[_-]here|replace[_-]?me|todo|tbd|fixme"
+    r"|placeholder|redacted)\Z|[A-Za-z0-9/+]*EXAMPLE(?:KEY)?\Z"
+)
 
 
 class SecretScanError(LocksmithError):
@@ -60,6 +71,11 @@ def plugin_names():
     return sorted(cls.__name__ for cls in get_mapping_from_secret_type_to_class().values())
 
 
+def is_placeholder(value) -> bool:
+    """Whether a matched value is evidently a placeholder (xxxx, <password>, REPLACE_ME), not a secret."""
+    return bool(value) and _PLACEHOLDER.match(value.strip("'\"")) is not None
+
+
 def env_value_is_set(raw: str) -> bool:
     """Whether the right-hand side of an env assignment holds a value (quotes and trailing comment removed)."""
     value = raw
@@ -75,7 +91,8 @@ def env_value_is_set(raw: str) -> bool:
 def env_file_lines(path: str) -> list[int]:
     """Line numbers (from 1) of the assignments with a non-empty value in an env file."""
     found = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    # utf-8-sig: a byte order mark (Windows editors write one) is not part of the first key.
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if line.lstrip().startswith("#"):
                 continue
@@ -104,6 +121,10 @@ def iter_files(root: str, exclude):
         rel_dir = os.path.relpath(current, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         dirs[:] = sorted(d for d in dirs if d not in ALWAYS_EXCLUDED_DIRS and not _matches(rel_dir + d, exclude))
+        # os.walk lists a link to a directory among the directories and does not enter it: say so, like a file link.
+        for name in [d for d in dirs if os.path.islink(os.path.join(current, d))]:
+            dirs.remove(name)
+            yield os.path.join(current, name), "symlink, not followed"
         for name in sorted(files):
             if _matches(rel_dir + name, exclude):
                 continue
@@ -123,6 +144,24 @@ def _skip_reason(path: str):
     if not stat.S_ISREG(mode):
         return "not a regular file (a FIFO, socket or device)"
     return None
+
+
+def detect(path: str):
+    """detect-secrets' findings in one file, or None for a binary one. scan_file drops a file whole at its first
+    byte that is not UTF-8 (one Latin-1 comment hid every secret in it), so such a text file's lines are scanned
+    with those bytes replaced; a binary is left to the caller to list (read line by line it is slow, and noise)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        if _is_filtered_out(required_filter_parameters=["filename"], filename=path):
+            return []  # what scan_file skips by name (images, archives, lock files) stays skipped
+        if b"\0" in data:
+            return None
+        lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace").readlines()
+        return list(_process_line_based_plugins(lines=list(enumerate(lines, start=1)), filename=path))
+    return list(scan_file(path))
 
 
 def validate(params) -> None:
@@ -162,16 +201,27 @@ def scan(params) -> dict:
                 if reason is not None:
                     skipped.append({"file": path, "reason": reason})
                     continue
+                secrets = detect(path)
+                if secrets is None:
+                    skipped.append({"file": path, "reason": "binary (not UTF-8 text, holds NUL bytes)"})
+                    continue
                 scanned += 1
-                for secret in scan_file(path):
-                    findings.add((path, secret.line_number, secret.type))
+                for secret in secrets:
+                    if not is_placeholder(secret.secret_value):
+                        findings.add((path, secret.line_number, secret.type))
                 if _matches(os.path.basename(path), params["env_file_patterns"]):
                     findings.update((path, line, ENV_FILE_TYPE) for line in env_file_lines(path))
     return {
-        "findings": [{"file": f, "line": n, "type": t} for f, n, t in sorted(findings)],
+        "findings": [{"file": display_path(f), "line": n, "type": t} for f, n, t in sorted(findings)],
         "files_scanned": scanned,
-        "skipped": skipped,
+        "skipped": [dict(entry, file=display_path(entry["file"])) for entry in skipped],
     }
+
+
+def display_path(path: str) -> str:
+    """``path`` as valid UTF-8. os.walk keeps a name byte that is not UTF-8 as a surrogate, and Ansible refuses a
+    result holding one (the whole result, findings and all), so such a byte is shown as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def failure_message(findings, limit: int = 20) -> str:

@@ -20,6 +20,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Locks
 
 try:
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
     from cryptography.x509 import ocsp, verification
     from cryptography.x509.oid import NameOID
@@ -176,17 +177,29 @@ def hostname_matches(cert, host: str) -> bool:
     return any(_dns_match(name, host) for name in ext.get_values_for_type(x509.DNSName))
 
 
-def _verify_subject(cert, host: str):
-    """A name the verifier accepts: the host when it matches, else one the leaf carries (name is judged apart)."""
-    candidates = [host] if hostname_matches(cert, host) else subject_alt_names(cert)
+def _verify_subjects(cert, host: str):
+    """Names to verify the leaf for: the host when it matches, then each one the leaf carries (name is judged
+    apart, so any name the verifier accepts will do)."""
+    candidates = ([host] if hostname_matches(cert, host) else []) + subject_alt_names(cert)
     for name in candidates:
         address = _ip(name)
         if address is not None:
-            return verification.IPAddress(address)
+            yield verification.IPAddress(address)
+            continue
         if "*" in name:
             name = name.replace("*", "x", 1)
         try:
-            return verification.DNSName(name)
+            yield verification.DNSName(name)
+        except ValueError:
+            continue
+
+
+def _server_verifier(builder, leaf, host: str):
+    """A verifier for the first of those names it accepts, or None. It refuses some that DNSName() took (an
+    underscore, common in internal names; a trailing dot) with ValueError, which used to end the module."""
+    for subject in _verify_subjects(leaf, host):
+        try:
+            return builder.build_server_verifier(subject)
         except ValueError:
             continue
     return None
@@ -211,18 +224,33 @@ def verify_chain(leaf, intermediates: list, store, store_certs: list, host: str,
     result = {"trusted": False, "error": None, "reason": None, "verified_chain": []}
     start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     at = min(max(now, start), end)
-    subject = _verify_subject(leaf, host)
-    if subject is None:
+    verifier = _server_verifier(_policy_builder(store, at), leaf, host)
+    if verifier is None:
         result.update(reason="no_san", error="the leaf carries no subjectAltName a client can verify")
         return result
     try:
-        chain = _policy_builder(store, at).build_server_verifier(subject).verify(leaf, intermediates)
+        chain = verifier.verify(leaf, intermediates)
     except verification.VerificationError as err:
+        if _pinned_self_signed(leaf, store_certs):
+            result.update(trusted=True, verified_chain=[leaf.subject.rfc4514_string()])
+            return result
         result["error"] = str(err).split(" (encountered processing", maxsplit=1)[0]
         result["reason"] = _classify(leaf, intermediates, store_certs)
         return result
     result.update(trusted=True, verified_chain=[c.subject.rfc4514_string() for c in chain])
     return result
+
+
+def _pinned_self_signed(leaf, store_certs: list) -> bool:
+    """The leaf is self-signed and itself in the trust store. OpenSSL (libpq, curl, Python) trusts it so even with
+    cA set, as `openssl req -x509` sets it; the WebPKI verifier refuses cA in a leaf."""
+    if leaf.issuer != leaf.subject or leaf not in store_certs:
+        return False
+    try:
+        leaf.verify_directly_issued_by(leaf)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _classify(leaf, intermediates: list, store_certs: list) -> str:

@@ -16,6 +16,10 @@ description:
     strings) with its default false-positive filters; and a rule for env files (O(env_file_patterns)) that
     reports every C(KEY=value) line whose value is not empty, because an env file in a repository or a
     shared directory is where a secret ends up when it is not in the secret store.
+  - A value that is evidently a placeholder is not reported, such as one character repeated (V(xxxxxxxx), V(********)),
+    V(<...>), V(__NAME__), V(@@NAME@@), V(your_..._here), V(REPLACE_ME), V(TODO), V(FIXME), and the example keys
+    of AWS's documentation (ending in V(EXAMPLE) or V(EXAMPLEKEY)). The env-file rule still reports them, and a
+    default password such as V(changeme) is reported.
   - The value that matched is never returned, logged or put in a message, and neither is a hash of it (a hash of
     a short password is reversed by guessing). Use the file and line to find it.
   - C(.git) directories are never scanned (their objects hold every old version of every file). Symbolic links
@@ -129,7 +133,11 @@ files_scanned:
   type: int
   sample: 214
 skipped:
-  description: Files found but not read, with the reason (a symbolic link, larger than O(max_file_size_bytes)).
+  description:
+    - Files found but not read, with the reason (a symbolic link to a file or a directory, larger than
+      O(max_file_size_bytes), binary).
+    - Text that is not UTF-8 (a Latin-1 comment) is read, its undecodable bytes replaced; a file that is not UTF-8
+      and holds NUL bytes is binary.
   returned: always
   type: list
   elements: dict

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _tls_probe
 from tests.harness.ansible import run_module_inprocess
+from tests.harness.tls import Issued
 
 GOOD_HEADERS = (
     b"X-Content-Type-Options: nosniff\r\nContent-Security-Policy: frame-ancestors 'none'\r\n"
@@ -244,3 +246,57 @@ def test_weak_suites_are_offered_even_those_the_local_openssl_lacks(raw_peers):
     assert probe(raw_peers(lambda conn, stopping: conn.close())) is None
     assert probe(raw_peers(_silent)) is None  # no answer: the timeout ends it, nothing is claimed
     assert time.monotonic() - started < 8
+
+
+def test_fully_qualified_server_name_with_its_trailing_dot(cert_factory, tls_peer):
+    # 'localhost.' (an absolute name, as DNS zone files and resolv.conf write them) made cryptography's verifier
+    # raise ValueError('invalid domain name') out of the module: a traceback instead of results for every endpoint.
+    peer = tls_peer(cert_factory.leaf())
+    endpoints = [
+        dict(
+            name=name, host="127.0.0.1", port=peer.port, server_name=server_name, http_checks=True, http_redirect_port=0
+        )
+        for name, server_name in (("absolute", "localhost."), ("absolute_upper", "LOCALHOST."))
+    ]
+    got = _run(cert_factory, endpoints)
+    for endpoint in got.values():
+        # s_server -www sends no security headers: those warnings are all there is.
+        assert endpoint["status"] == "warning" and "hsts_missing" in _codes(endpoint), endpoint["problems"]
+        assert not {"chain_invalid", "hostname_mismatch"} & set(_codes(endpoint))
+        assert endpoint["hostname_match"] is True and endpoint["chain"]["trusted"] is True
+        assert endpoint["http"]["status"] == 200
+
+
+def test_names_with_underscores_are_judged_not_raised(cert_factory, tls_peer):
+    # An underscore (common in internal host names; a private CA issues them) made cryptography's verifier raise
+    # ValueError('invalid domain name') out of the module, for a name the leaf carries or one its wildcard covers.
+    peer = tls_peer(cert_factory.leaf("db_primary.internal", sans=("db_primary.internal", "*.apps.internal")))
+    endpoints = [
+        dict(name=name, host="127.0.0.1", port=peer.port, server_name=server_name)
+        for name, server_name in (("exact", "db_primary.internal"), ("wildcard", "web_1.apps.internal"))
+    ]
+    got = _run(cert_factory, endpoints)
+    for endpoint in got.values():
+        assert endpoint["status"] == "ok", endpoint["problems"]
+        assert endpoint["hostname_match"] is True and endpoint["chain"]["trusted"] is True
+
+
+def test_self_signed_certificate_pinned_in_ca_file_is_trusted(cert_factory, tls_peer, tmp_path):
+    # `openssl req -x509` (PostgreSQL's documented way to make server.crt) sets basicConstraints cA. Pinned in
+    # ca_file, as the self_signed hint says, OpenSSL, libpq and Python trust it, but tls_check still reported
+    # self_signed: cryptography's WebPKI verifier refuses cA in a leaf.
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    argv = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=localhost"
+    argv += " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout %s -out %s" % (key, cert)
+    subprocess.run(argv.split(), check=True, capture_output=True)
+    peer = tls_peer(Issued(cert=None, key=None, cert_path=cert, key_path=key))
+    endpoint = _run(cert_factory, [dict(name="pinned", host="127.0.0.1", port=peer.port)], ca_file=str(cert))["pinned"]
+    assert endpoint["status"] == "ok", endpoint["problems"]
+    assert endpoint["chain"]["trusted"] is True and endpoint["chain"]["verified_path"] == ["CN=localhost"]
+    with socket.create_connection(("127.0.0.1", peer.port)) as raw:  # an independent client agrees
+        with ssl.create_default_context(cafile=str(cert)).wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version()
+    # Not pinned, it is still self-signed.
+    assert _codes(_run(cert_factory, [dict(name="not_pinned", host="127.0.0.1", port=peer.port)])["not_pinned"]) == [
+        "self_signed"
+    ]

@@ -159,3 +159,85 @@ def test_missing_detect_secrets_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(_secret_scan, "DETECT_SECRETS_IMPORT_ERROR", "ImportError: No module named 'detect_secrets'")
     result = scan([tmp_path])
     assert result["failed"] and "detect-secrets" in result["msg"]
+
+
+def test_files_that_are_not_utf8_are_still_scanned(tmp_path):
+    # detect-secrets drops a file whole at its first byte that is not UTF-8, yet it was counted as scanned: one
+    # Latin-1 'é' in a comment hid every secret in the file, and a binary was neither read nor listed as skipped.
+    latin1 = tmp_path / "repo" / "settings.py"
+    latin1.parent.mkdir()
+    latin1.write_bytes(f'# production (r\xe9seau)\n\nAWS_ACCESS_KEY_ID = "{AWS_KEY}"\n'.encode("latin-1"))
+    blob = tmp_path / "repo" / "cache.db"
+    blob.write_bytes(b"\x89\xfe\x00\x01header\n" + f"-----BEGIN RSA PRIVATE KEY-----\n{PRIVATE_KEY_BODY}\n".encode())
+    result = scan([tmp_path / "repo"], fail_on_findings=False)
+    assert result["findings"] == [{"file": str(latin1), "line": 3, "type": "AWS Access Key"}]
+    assert result["files_scanned"] == 1
+    assert result["skipped"] == [{"file": str(blob), "reason": "binary (not UTF-8 text, holds NUL bytes)"}]
+    assert AWS_KEY not in json.dumps(result)
+
+
+def test_env_file_saved_with_a_byte_order_mark(tmp_path):
+    # Windows editors start a UTF-8 file with a BOM; the env rule read it as part of the first key and missed the
+    # assignment on line 1 (a key without 'password' or 'token' in its name is found by no other detector).
+    env = tmp_path / ".env"
+    env.write_bytes(f"SESSION_SIGNING={ENV_PASSWORD}\nDEBUG=0\n".encode("utf-8-sig"))
+    result = scan([env], fail_on_findings=False, disable_plugins=["Base64HighEntropyString"])
+    assert [(f["line"], f["type"]) for f in result["findings"]] == [
+        (1, _secret_scan.ENV_FILE_TYPE),
+        (2, _secret_scan.ENV_FILE_TYPE),
+    ]
+
+
+def test_linked_directories_are_listed_as_skipped(tmp_path):
+    # A link to a directory was neither followed nor listed: RV(skipped) said nothing of a whole tree left unread.
+    write(tmp_path / "outside" / ".env", f"TOKEN={ENV_PASSWORD}\n")
+    write(tmp_path / "repo" / "README.md", "# app\n")
+    (tmp_path / "repo" / "config").symlink_to(tmp_path / "outside")
+    (tmp_path / "repo" / "loop").symlink_to(tmp_path / "repo")
+    result = scan([tmp_path / "repo"])
+    assert result.get("failed") is not True and result["findings"] == []
+    assert result["skipped"] == [
+        {"file": str(tmp_path / "repo" / "config"), "reason": "symlink, not followed"},
+        {"file": str(tmp_path / "repo" / "loop"), "reason": "symlink, not followed"},
+    ]
+
+
+def test_obvious_placeholders_are_not_findings(tmp_path):
+    # A sample config telling the reader what to put where failed the scan (fail_on_findings is the default):
+    # masks, instructions and the example keys of AWS's own documentation are not secrets.
+    placeholders = (
+        "xxxxxxxxxxxx",
+        "********",
+        "your_password_here",
+        "REPLACE_ME",
+        "TODO",
+        "__DB_PASSWORD__",
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    )
+    sample = write(
+        tmp_path / "config.sample.yml",
+        "".join('password_%d: "%s"\n' % (i, value) for i, value in enumerate(placeholders))
+        + 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n'
+        + f'password_real: "{ENV_PASSWORD}"\naws_real: "{AWS_KEY}"\n'
+        + 'keystore_password: "changeit"\n',  # a default password left in place is a finding, not a placeholder
+    )
+    result = scan([sample], fail_on_findings=False)
+    assert {(f["line"], f["type"]) for f in result["findings"]} == {
+        (len(placeholders) + 2, "Secret Keyword"),
+        (len(placeholders) + 3, "AWS Access Key"),
+        (len(placeholders) + 4, "Secret Keyword"),
+    }, result["findings"]
+
+
+def test_file_names_that_are_not_utf8_are_reported_readably(tmp_path, ansible):
+    # os.walk keeps a name byte that is not UTF-8 (a Latin-1 name off an old share or archive) as a surrogate;
+    # Ansible then refused the whole result ('Refusing to deserialize an invalid UTF8 string'), findings and all.
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "README.md").write_text("# app\n")
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.env"), "w", encoding="utf-8") as handle:
+        handle.write(f"TOKEN={ENV_PASSWORD}\n")
+    result = ansible.run_task("locksmith.ops.secret_scan", {"paths": [str(root)], "fail_on_findings": False})
+    assert result.get("failed") is not True, result
+    assert result["findings"] == [{"file": "%s/caf\\xe9.env" % root, "line": 1, "type": _secret_scan.ENV_FILE_TYPE}]
