@@ -105,14 +105,8 @@ class LookupModule(LookupBase):
             backend = make_backend(options)
         except LocksmithError as err:
             raise AnsibleLookupError(err.msg) from err
-        store = (
-            options["backend"],
-            options["vault_url"],
-            options["vault_mount"],
-            options["aws_region"],
-            options["aws_endpoint_url"],
-            options["file_path"],
-        )
+        # Every store option, credentials included: a namespace, profile or token of its own may see another value.
+        store = tuple(sorted(options.items()))
         for index, term in enumerate(terms):
             if not isinstance(term, str):
                 raise AnsibleLookupError(

@@ -50,6 +50,13 @@ def generate_secret(length, classes, symbols=DEFAULT_SYMBOLS):
         )
         if not pool:
             raise LocksmithError("character_classes has 'symbols' but symbols is empty; set symbols or drop the class")
+        # libpq SASLpreps a non-ASCII password at login (U+FB01 becomes 'fi') while the verifier is made from the
+        # value as is, and HTTP headers carry ASCII only: such a value could never pass its test.
+        if not all(char.isascii() and char.isprintable() for char in pool):
+            raise LocksmithError(
+                "symbols %s holds a character that is not printable ASCII; use ASCII punctuation such as %s"
+                % (ascii(symbols), DEFAULT_SYMBOLS)
+            )
         pools.append(pool)
     if not pools:
         raise LocksmithError("character_classes is empty; name at least one of %s" % ", ".join(CHARACTER_CLASSES))
@@ -242,14 +249,17 @@ def _failure(err, step, state, target, backend, secret, result):
     """Put the target back on the current credential where the step left it elsewhere; explain."""
     details = dict(result, failed_step=step)
     details.pop("changed", None)
-    restored = rolled_back = False
+    restored = rolled_back = kept = False
     note = ""
     if step in ("apply", "test", "promote") and state.pending is not None:
         try:
             restored = target.restore(state)
         except LocksmithError as second:
             note = " Restoring the target failed too: %s." % second.msg
-        if isinstance(err, CredentialRejected) and not note:
+        # Where the target now holds the pending value and nothing could be set back (no usable current version),
+        # dropping it would lose the one credential in force: it stays pending instead.
+        kept = isinstance(err, CredentialRejected) and not restored and target.applies()
+        if isinstance(err, CredentialRejected) and not note and not kept:
             try:
                 backend.discard_pending(secret, state)
                 rolled_back = True
@@ -259,6 +269,11 @@ def _failure(err, step, state, target, backend, secret, result):
         tail = "the new version is current and works; re-run to finish revoking the previous one."
     elif rolled_back:
         tail = "pending %s was rolled back; the current credential is unchanged and works." % state.pending.marker()
+    elif kept:
+        tail = (
+            "the target now holds pending %s and no current version could be set back, so it stays in the store: "
+            "fix what the test refused and re-run to resume it." % state.pending.marker()
+        )
     elif state.pending is not None:
         tail = "pending %s stays in the store: re-run to resume it, or set on_pending: rollback." % (
             state.pending.marker()

@@ -19,6 +19,8 @@ import os
 import secrets
 import subprocess  # nosec B404
 
+from ansible.module_utils.urls import mask_url
+
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres, _urls
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._rotation import CredentialRejected, TargetUnavailable
@@ -104,9 +106,17 @@ class Target:
         if self.params.get("test_url"):
             self._check_url(version)
 
+    def applies(self):
+        """Whether apply changes the target itself (so a discarded pending value could be lost there)."""
+        return bool(self.params.get("apply_command"))
+
+    def usable(self, version):
+        """Whether ``version`` holds this target's field; an adopted or hand-made one may not, and is never applied."""
+        return version is not None and isinstance(version.value.get(self.field), str)
+
     def restore(self, state):
         """Make the current version the one the target uses again; True if something was done."""
-        if state.current is not None and self.params.get("apply_command"):
+        if self.usable(state.current) and self.params.get("apply_command"):
             self._hook("apply_command", state.current)
             return True
         return False
@@ -135,6 +145,12 @@ class Target:
         url = self.params["test_url"]
         _response, info = self.fetch_url(url, headers={"Authorization": "Bearer %s" % version.value[self.field]})
         status = info.get("status", -1)
+        if info.get("url") not in (None, mask_url(url)):
+            # The answer came from elsewhere (a login page?), without the value: it judges nothing.
+            raise TargetUnavailable(
+                "test_url %s redirected to %s, which was not sent %s; set test_url to the address that answers "
+                "itself" % (_urls.redact_url(url), _urls.redact_url(info["url"]), version.marker())
+            )
         if 200 <= status < 300:
             return
         if status in (401, 403):
@@ -167,6 +183,9 @@ class _PostgresTarget(Target):
     def database(self):
         return self.params["database"]
 
+    def applies(self):
+        return True
+
     def conn(self):
         if self._conn is None:
             try:
@@ -187,6 +206,15 @@ class _PostgresTarget(Target):
             raise TargetUnavailable(
                 "query on %s failed: %s" % (self.database, str(err).strip().splitlines()[0] if str(err) else err)
             ) from err
+
+    def _owned(self, state, roles):
+        """Refuse a secret whose current version is another role's: apply, restore and revoke would touch that role."""
+        username = state.current.value.get("username") if state.current is not None else None
+        if isinstance(username, str) and username not in roles:
+            raise TargetUnavailable(
+                "the current version holds the credential of role '%s', which is not one of roles %s; give each "
+                "role (or pair) a secret name of its own, or set the roles back" % (username, ", ".join(roles))
+            )
 
     def _roles_exist(self, roles):
         rows = self._query("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(%(names)s)", {"names": roles})
@@ -231,6 +259,19 @@ class _PostgresTarget(Target):
                 ) from err
             raise TargetUnavailable(_postgres.explain_connect_error(text, target)) from err
         try:
+            # pg_hba.conf let this login in without asking for the password (trust, peer): it would pass with any
+            # value, so it is no test.
+            if not conn.info.used_password:
+                raise TargetUnavailable(
+                    "the test login as %s at %s was asked for no password (pg_hba.conf trusts it, e.g. a trust or "
+                    "peer line for local sockets), so it cannot test %s; set login_host to an address where "
+                    "pg_hba.conf asks for scram-sha-256"
+                    % (
+                        role,
+                        _postgres.describe_target(dict(self.params, login_user=role), self.database),
+                        version.marker(),
+                    )
+                )
             with conn.cursor() as cur:
                 cur.execute(self.params["test_query"])
         except _postgres.psycopg2.Error as err:
@@ -253,6 +294,7 @@ class PostgresPasswordTarget(_PostgresTarget):
 
     def check(self, state):
         self._roles_exist([self.params["role"]])
+        self._owned(state, [self.params["role"]])
 
     def new_value(self, state, generated):
         return {"username": self.params["role"], self.field: generated}
@@ -264,7 +306,7 @@ class PostgresPasswordTarget(_PostgresTarget):
         self._login(self.params["role"], version)
 
     def restore(self, state):
-        if state.current is None:
+        if not self.usable(state.current):
             return False
         self._set_password(self.params["role"], state.current.value[self.field], state.current.marker())
         return True
@@ -286,6 +328,7 @@ class PostgresAlternatingTarget(_PostgresTarget):
 
     def check(self, state):
         self._roles_exist(list(self.params["roles"]))
+        self._owned(state, list(self.params["roles"]))
 
     def inactive(self, state):
         first, second = self.params["roles"]
@@ -320,7 +363,9 @@ class PostgresAlternatingTarget(_PostgresTarget):
 
     def restore(self, state):
         role = state.pending.value["username"]
-        previous = state.previous if state.previous and state.previous.value.get("username") == role else None
+        previous = (
+            state.previous if self.usable(state.previous) and state.previous.value.get("username") == role else None
+        )
         self._set_password(
             role, previous.value[self.field] if previous else None, previous.marker() if previous else ""
         )

@@ -111,7 +111,7 @@ options:
     default: [lower, upper, digits]
     version_added: 0.1.0
   symbols:
-    description: The characters of the V(symbols) class.
+    description: The characters of the V(symbols) class, printable ASCII.
     type: str
     default: "-_.~+=^"
     version_added: 0.1.0
@@ -447,7 +447,10 @@ def main():
         module.no_log_values.update(values)
 
     def fetch(url, headers):
-        return fetch_url(module, url, headers=headers, timeout=params["backend_timeout"])
+        # The Authorization header holds the new value: a redirect must not carry it to another server.
+        return fetch_url(
+            module, url, headers=headers, timeout=params["backend_timeout"], unredirected_headers=list(headers)
+        )
 
     now = time.time()
     target = None

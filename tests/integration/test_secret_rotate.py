@@ -604,8 +604,9 @@ def test_generic_apply_and_test_hooks(tmp_path):
         )
         refused = rotate(args)
         assert refused["failed"] and refused["failed_step"] == "test" and "HTTP 401" in refused["msg"], refused
-        assert refused["rolled_back"] is True
-        assert stored(store, "api/token", "pending") is None
+        # No current version to set back, and apply_command wrote the value: it stays pending, not lost.
+        assert refused["rolled_back"] is False
+        assert stored(store, "api/token", "pending")["value"] == applied.read_text().strip()
 
         staged = rotate(dict(args, stop_after="stage"))
         _TokenCheck.accepted.add(stored(store, "api/token", "pending")["value"])
@@ -810,3 +811,214 @@ def test_secret_names_that_leave_the_path_fail_before_any_request(openbao, moto,
         with pytest.raises(AnsibleLookupError, match="is not a plain path"):
             lookup(name, cache=False, **store)
     assert not (tmp_path / "s.json").exists()
+
+
+# ---- review: defects found by an adversarial pass ---------------------------------------------
+def test_first_rotation_rejected_keeps_the_password_the_role_now_has(scram_pg, roles, openbao):
+    # No current version to set back: the role keeps the pending password, so the store must keep it too.
+    args = password_args(scram_pg, roles, openbao, test_query="SELECT id FROM forbidden")
+    failed = rotate(args)
+    assert failed["failed"] and failed["failed_step"] == "test", failed
+    assert failed["rolled_back"] is False and failed["restored_target"] is False, failed
+    assert "current credential is unchanged and works" not in failed["msg"], failed["msg"]
+    assert "no current version" in failed["msg"], failed["msg"]
+    pending = stored(args, args["secret"], "pending")
+    assert pending is not None and can_login(scram_pg, roles, roles.app, pending["password"])
+    done = rotate(dict(args, test_query="SELECT id FROM accounts"))
+    assert done["resumed"] is True and done["step"] == "promote", done
+
+
+def test_socket_login_that_asks_no_password_is_not_a_test(scram_pg, roles, openbao, monkeypatch):
+    # pg_hba trusts local sockets: a test login there succeeds with any password, so it proves nothing.
+    args = password_args(scram_pg, roles, openbao, login_host=None, login_unix_socket=str(scram_pg.socket_dir))
+
+    def drift():
+        scram_pg.query(sql.SQL("ALTER ROLE {} PASSWORD 'drifted'").format(sql.Identifier(roles.app)))
+
+    with fault_before(monkeypatch, "test", drift):
+        failed = rotate(args)
+    assert failed["failed"] and failed["failed_step"] == "test", failed
+    assert "asked for no password" in failed["msg"] and "login_host" in failed["msg"], failed["msg"]
+    assert stored(args, args["secret"]) is None
+
+
+@pytest.mark.parametrize("how", ["delete", "destroy"])
+def test_vault_deleted_latest_version_is_a_missing_secret(openbao, how):
+    store = vault_args(openbao)
+    args = dict(secret=secret_path(), target="generic", **store)
+    assert rotate(args)["step"] == "promote"
+    kv = openbao.client().secrets.kv.v2
+    if how == "delete":
+        kv.delete_latest_version_of_secret(path=args["secret"], mount_point="secret")
+    else:
+        latest = kv.read_secret_metadata(path=args["secret"], mount_point="secret")["data"]["current_version"]
+        kv.destroy_secret_versions(path=args["secret"], versions=[latest], mount_point="secret")
+    check = rotate(args, check=True)
+    assert check["changed"] is True and check["planned_steps"] == ["stage", "apply", "test", "promote"], check
+    again = rotate(args)
+    assert again["step"] == "promote", again
+    assert rotate(args)["changed"] is False
+
+
+def test_vault_kv_version_1_mount_fails_cleanly_and_writes_nothing(openbao):
+    import hvac.exceptions
+
+    mount = f"kv1-{uuid.uuid4().hex[:8]}"
+    client = openbao.client()
+    client.sys.enable_secrets_engine("kv", path=mount, options={"version": "1"})
+    args = dict(secret="app/token", target="generic", vault_mount=mount, **vault_args(openbao))
+    failed = rotate(args)
+    assert failed.get("failed") and failed["failed_step"] == "plan", failed
+    assert "KV version 1" in failed["msg"] and "vault_mount" in failed["msg"], failed["msg"]
+    with pytest.raises(hvac.exceptions.InvalidPath):  # the mount is still empty
+        client.secrets.kv.v1.list_secrets(path="", mount_point=mount)
+
+
+def test_non_ascii_symbols_are_refused_before_staging(scram_pg, roles, openbao):
+    # libpq SASLpreps the password at login ('\ufb01' becomes 'fi'); a verifier of the raw string never matches.
+    args = password_args(
+        scram_pg, roles, openbao, symbols="\ufb01\u00aa", character_classes=["lower", "upper", "digits", "symbols"]
+    )
+    failed = rotate(args)
+    assert failed["failed"] and "symbols" in failed["msg"], failed
+    assert "printable ASCII" in failed["msg"], failed["msg"]
+    assert stored(args, args["secret"]) is None and stored(args, args["secret"], "pending") is None
+
+
+def test_aws_secret_scheduled_for_deletion_names_the_fix(moto):
+    store = aws_args(moto)
+    args = dict(secret=secret_path(), target="generic", **store)
+    assert rotate(args)["step"] == "promote"
+    moto.client("secretsmanager").delete_secret(SecretId=args["secret"], RecoveryWindowInDays=7)
+    for check in (True, False):
+        failed = rotate(dict(args, force=True), check=check)
+        assert failed.get("failed") and "scheduled for deletion" in failed["msg"], failed
+        assert "restore-secret" in failed["msg"]
+
+
+def test_current_without_the_field_fails_cleanly_on_restore(moto, tmp_path):
+    # An adopted secret: AWSCURRENT holds a JSON object of another shape, so it cannot be set back.
+    store = aws_args(moto)
+    secret = secret_path()
+    moto.client("secretsmanager").create_secret(Name=secret, SecretString='{"user": "app", "pass": "hand-made-pw"}')
+    args = dict(
+        secret=secret,
+        target="generic",
+        force=True,
+        apply_command=["sh", "-c", f"cat > {tmp_path / 'applied'}"],
+        test_command=["false"],
+        **store,
+    )
+    failed = rotate(args)
+    assert failed.get("failed") and failed["failed_step"] == "test", failed
+    assert failed["restored_target"] is False and "hand-made-pw" not in json.dumps(failed)
+    assert stored(store, secret, "pending") is not None  # what the target now holds stays in the store
+
+
+def test_aws_secret_deleted_during_the_run_is_named(moto, monkeypatch):
+    store = aws_args(moto)
+    args = dict(secret=secret_path(), target="generic", **store)
+    assert rotate(args)["step"] == "promote"
+    sm = moto.client("secretsmanager")
+    with fault_before(
+        monkeypatch, "stage", lambda: sm.delete_secret(SecretId=args["secret"], ForceDeleteWithoutRecovery=True)
+    ):
+        failed = rotate(dict(args, force=True))
+    assert failed.get("failed") and failed["failed_step"] == "stage", failed
+    assert "re-run" in failed["msg"], failed["msg"]
+    assert rotate(args)["step"] == "promote"
+
+
+def test_lookup_cache_tells_vault_namespaces_apart(openbao):
+    # Same path in two namespaces: the second read must not be served the first namespace's value from the cache.
+    client = openbao.client()
+    names = [f"ns{uuid.uuid4().hex[:6]}" for _index in range(2)]
+    values = []
+    for namespace in names:
+        client.sys.create_namespace(namespace)
+        openbao.client().adapter.request(
+            "POST",
+            "/v1/sys/mounts/secret",
+            json={"type": "kv", "options": {"version": "2"}},
+            headers={"X-Vault-Namespace": namespace},
+        )
+        store = dict(vault_args(openbao), vault_namespace=namespace)
+        rotate(dict(secret="app/token", target="generic", **store))
+        values.append(stored(store, "app/token")["value"])
+    assert values[0] != values[1]
+    seen = [lookup("app/token", field="value", vault_namespace=ns, **vault_args(openbao)) for ns in names]
+    assert seen == values
+
+
+def test_test_url_redirect_does_not_send_the_new_value_elsewhere(tmp_path):
+    # test_url answers 302 to another origin: the bearer token must not follow it, nor its answer count as the test.
+    seen = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirect(Elsewhere):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{other.server_port}/login")
+            self.end_headers()
+
+    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (other, first):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = dict(backend="file", file_path=str(tmp_path / "s.json"))
+        args = dict(secret="api/token", target="generic", test_url=f"http://127.0.0.1:{first.server_port}/", **store)
+        failed = rotate(args)
+        assert [s for s in seen if s] == [], "the new value was sent to the redirect target"
+        assert failed.get("failed") and failed["failed_step"] == "test", failed
+        assert "redirected" in failed["msg"], failed["msg"]
+        assert stored(store, "api/token") is None
+    finally:
+        for server in (other, first):
+            server.shutdown()
+
+
+def test_vault_missing_mount_fails_in_check_mode_too(openbao):
+    args = dict(secret=secret_path(), target="generic", vault_mount="no-such-mount", **vault_args(openbao))
+    for check in (True, False):
+        failed = rotate(args, check=check)
+        assert failed.get("failed") and failed["failed_step"] == "plan", failed
+        assert "nothing is mounted at vault_mount 'no-such-mount'" in failed["msg"], failed["msg"]
+
+
+def test_secret_of_other_roles_is_refused_before_touching_them(scram_pg, roles, openbao):
+    # roles changed under the same secret: the revoke would NULL the password of a role no longer in roles.
+    other = [f"{roles.app}_x", f"{roles.app}_y"]
+    for role in other:
+        scram_pg.query(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'x-initial' IN ROLE {}").format(
+                sql.Identifier(role), sql.Identifier(roles.group)
+            )
+        )
+    try:
+        args = dict(
+            secret=secret_path(),
+            target="postgresql_alternating",
+            roles=[roles.app, roles.clone],
+            grace_seconds=0,
+            **vault_args(openbao),
+            **pg_args(scram_pg, roles),
+        )
+        assert rotate(args)["step"] == "promote"
+        current = stored(args, args["secret"])
+        failed = rotate(dict(args, roles=other, force=True, revoke_previous=True))
+        assert failed.get("failed") and failed["failed_step"] == "plan", failed
+        assert "not one of roles" in failed["msg"], failed["msg"]
+        assert can_login(scram_pg, roles, current["username"], current["password"])
+    finally:
+        for role in other:
+            scram_pg.query(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

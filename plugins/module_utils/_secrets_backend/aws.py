@@ -107,7 +107,13 @@ class AwsBackend(SecretsBackend):
                     % (self.describe(secret), action, code, err.operation_name)
                 ) from err
             if code == "ResourceNotFoundException":
-                raise
+                if method == "describe_secret":
+                    raise  # _read: a secret that does not exist yet
+                # Deleted by someone else between two calls of this run; the next run starts from what is there.
+                raise BackendConflict(
+                    "%s: cannot %s (it was deleted while this run was using it); re-run to continue from the new state"
+                    % (self.describe(secret), action)
+                ) from err
             if code == "InvalidRequestException" and "deletion" in str(err):
                 # Re-running never helps here: the secret waits out its recovery window unless restored.
                 raise SecretsBackendError(
@@ -131,6 +137,12 @@ class AwsBackend(SecretsBackend):
             meta = self._call(secret, "describe the secret", "describe_secret", SecretId=secret)
         except botocore.exceptions.ClientError:
             return SecretState(exists=False)
+        # DescribeSecret still answers for a secret scheduled for deletion; every other call is refused.
+        if meta.get("DeletedDate"):
+            raise SecretsBackendError(
+                "%s is scheduled for deletion; restore it (aws secretsmanager restore-secret --secret-id ...) "
+                "or rotate under another name" % self.describe(secret)
+            )
         by_label = {}
         for version_id, labels in (meta.get("VersionIdsToStages") or {}).items():
             for label in labels:

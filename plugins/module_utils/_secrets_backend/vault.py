@@ -162,7 +162,7 @@ class VaultBackend(DocumentBackend):
         try:
             response = kv.read_secret_version(path=secret, mount_point=self._mount, **options)
         except hvac.exceptions.InvalidPath:
-            return None, 0
+            return None, self._missing_token(secret)
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:
             raise self._convert(err, "read the secret", secret) from err
         data = response.get("data") if isinstance(response, dict) else None
@@ -176,6 +176,47 @@ class VaultBackend(DocumentBackend):
                 % self.describe(secret)
             )
         return data["data"], int(data["metadata"]["version"])
+
+    def _missing_token(self, secret):
+        """The CAS token for a secret with no readable version: 0 if it never existed, else its newest version.
+
+        A newest version deleted or destroyed (`bao kv delete`) reads as missing, but a write with cas=0 would then be
+        refused for ever. A KV version 1 mount also reads as missing, and a write there would land at
+        '<mount>/data/<path>', so it is refused here, before anything is written.
+        """
+        kv = self.client().secrets.kv.v2
+        try:
+            # The endpoint `bao kv` itself asks for a mount's version; any policy on the path may read it.
+            mount = self.client().adapter.get("/v1/sys/internal/ui/mounts/%s/%s" % (self._mount, secret))
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
+            mount = None  # an older server or a stricter proxy: carry on, KV v2 is the documented setup
+        info = mount.get("data") if isinstance(mount, dict) else None
+        if isinstance(info, dict) and info.get("type") in ("kv", "generic"):
+            version = str((info.get("options") or {}).get("version") or "1")  # a KV mount without options is v1
+            if version != "2":
+                raise SecretsBackendError(
+                    "%s: vault_mount '%s' is a KV version %s mount, and secrets are kept only in KV version 2; "
+                    "point vault_mount at a KV v2 mount (`bao secrets enable -version=2 kv`)"
+                    % (self.describe(secret), self._mount, version)
+                )
+        try:
+            response = kv.read_secret_metadata(path=secret, mount_point=self._mount)
+        except hvac.exceptions.InvalidPath as err:
+            # No mount there at all: said now, so check mode does not predict a rotation the write would refuse.
+            if "no handler for route" in str(err):
+                raise SecretsBackendError(
+                    "%s: nothing is mounted at vault_mount '%s'; check vault_mount and vault_namespace, or enable a "
+                    "KV version 2 mount there" % (self.describe(secret), self._mount)
+                ) from err
+            return 0
+        except hvac.exceptions.Forbidden:  # a policy without metadata read: carry on as a new secret
+            return 0
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as err:
+            raise self._convert(err, "read the secret's metadata", secret) from err
+        try:
+            return int(response["data"]["current_version"])
+        except (KeyError, TypeError, ValueError):
+            return 0
 
     def _store(self, secret, document, token):
         try:
