@@ -229,3 +229,47 @@ def test_failed_pgbackrest_backup_sets_status_zero_and_counts(host):
         assert f"locksmith_pgbackrest_last_success_timestamp_seconds{labels}" not in metrics
     finally:
         host.run("systemctl reset-failed %s; rm -f %s", unit, prom)
+
+
+# ---- schedule changes (last: each runs the role again, and the end puts the converged state back) -------------
+def _timer_state(host, database):
+    state = _show(host, f"locksmith-backup@{database}.timer", "UnitFileState", "ActiveState")
+    return state.get("UnitFileState", ""), state["ActiveState"]
+
+
+def test_schedule_changes_leave_no_job_behind(host, run_role):
+    # "gone" exists nowhere, so the job check (which connects) is off for this run.
+    rc, output = run_role({"backup_databases": [DATABASE, "gone"], "backup_check_enabled": False})
+    assert rc == 0, output
+    assert _timer_state(host, "gone") == ("enabled", "active")
+
+    # Taken off the list: its timer stops and its job file (the password) goes; app's stays as it was.
+    rc, output = run_role()
+    assert rc == 0, output
+    assert _timer_state(host, "gone")[1] == "inactive" and not host.file("/etc/locksmith/backup/gone.json").exists
+    assert not host.file("/etc/systemd/system/timers.target.wants/locksmith-backup@gone.timer").exists
+    assert _timer_state(host, DATABASE) == ("enabled", "active") and host.file(JOB_FILE).exists
+
+    # cron: the timers stop, the units go (a host without systemd can take cron), one line per database.
+    rc, output = run_role({"backup_schedule": "cron"})
+    assert rc == 0, output
+    assert _timer_state(host, DATABASE)[1] == "inactive"
+    assert not host.file("/etc/systemd/system/locksmith-backup@.timer").exists
+    assert not host.file("/etc/systemd/system/locksmith-backup@.service").exists
+    lines = [
+        line for line in host.file("/etc/cron.d/locksmith-backup").content_string.splitlines() if line[:1].isdigit()
+    ]
+    assert lines == [f"0 2 * * * root /usr/bin/python3 {RUNNER} {JOB_FILE} >/var/log/locksmith/backup-app.log 2>&1"]
+    rc, output = run_role({"backup_schedule": "cron"})
+    assert rc == 0 and "changed=0" in output, output
+
+    # none: nothing scheduled on the host at all.
+    rc, output = run_role({"backup_schedule": "none"})
+    assert rc == 0, output
+    assert not host.file("/etc/cron.d/locksmith-backup").exists and _timer_state(host, DATABASE)[1] == "inactive"
+
+    # And back: the converged state the other tests saw.
+    rc, output = run_role()
+    assert rc == 0, output
+    assert _timer_state(host, DATABASE) == ("enabled", "active")
+    test_timer_is_enabled_daily_at_two_with_jitter_and_catch_up(host)
