@@ -114,8 +114,13 @@ def desired_triggers(params: dict, key_columns: list, columns=(), partition=Fals
             compared = (
                 [c for c in columns if c not in excluded] if params["diff_only"] and operation == "update" else []
             )
-            args = (flag, setting, pg_array_literal(excluded), pg_array_literal(compared), *key_columns)
+            # An excluded key column stays out of record_key too: the log never holds its value.
+            key = [c for c in key_columns if c not in excluded]
+            args = (flag, setting, pg_array_literal(excluded), pg_array_literal(compared), *key)
             when = operation == "update" and bool(excluded)
+        elif params.get("exclude_columns"):
+            # The statement text may carry excluded values (the client's whole query string): not stored.
+            args, when = (setting, "false"), False
         else:
             args, when = (setting,), False
         if partition and row:
@@ -247,6 +252,23 @@ def _drop_trigger_sql(table: dict, name: str):
     )
 
 
+def _detached(conn, audit_schema: str, tables: list) -> list:
+    """[{schema, table, tgname}] of our partition triggers on tables, not among ``tables``, that are no partition."""
+    return fetch_all(
+        conn,
+        "SELECT n.nspname AS schema, c.relname AS table, t.tgname FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgname LIKE %(prefix)s AND NOT c.relispartition AND NOT t.tgisinternal AND t.tgparentid = 0 "
+        "AND p.pronamespace = to_regnamespace(%(s)s) AND NOT (t.tgrelid = ANY(%(known)s::oid[])) ORDER BY 1, 2, 3",
+        {
+            "prefix": (TRIGGER_PREFIX + PARTITION_INFIX).replace("_", "\\_") + "%",
+            "s": audit_schema,
+            "known": [t["oid"] for t in tables],
+        },
+    )
+
+
 def _described(triggers: dict) -> dict:
     return {name: describe_trigger(spec) for name, spec in sorted(triggers.items())}
 
@@ -305,6 +327,7 @@ def plan_audit(conn, params: dict) -> dict:
         grant_steps, after_schema["grants"] = _grant_steps(params, schema_state["grants"])
         steps.extend(grant_steps)
 
+    audited = {t["name"] for t in tables}
     for table in tables:
         have = current.get(table["name"], {})
         if present:
@@ -312,6 +335,19 @@ def plan_audit(conn, params: dict) -> dict:
                 warnings.append(
                     "table %s has no primary key: its log entries have no record_key, so their history "
                     "cannot be followed row by row" % table["name"]
+                )
+            hidden = [c for c in table["key_columns"] if c in (params.get("exclude_columns") or [])]
+            if params["capture"] == "row" and hidden:
+                warnings.append(
+                    "table %s: primary key column(s) %s are in exclude_columns, so record_key leaves them out and "
+                    "may not tell rows apart" % (table["name"], ", ".join(hidden))
+                )
+            # Row triggers fire only for rows of the table itself; an inheritance child's rows are its own.
+            unaudited = [c for c in table.get("children", []) if c not in audited]
+            if unaudited:
+                warnings.append(
+                    "table %s has inheritance children that are not audited: %s; their rows are not logged, even "
+                    "when written through %s; add them to tables" % (table["name"], ", ".join(unaudited), table["name"])
                 )
             want = desired_triggers(params, table["key_columns"], table["columns"], bool(table.get("partition_of")))
         else:
@@ -329,12 +365,26 @@ def plan_audit(conn, params: dict) -> dict:
         if have or want:
             after_tables[table["name"]] = _described(want)
 
+    # A partition detached since keeps its statement-level triggers (PostgreSQL drops only the row clones): no run
+    # would name it again, and it would go on logging TRUNCATEs of a table nobody audits.
+    detached = set()
+    for row in _detached(conn, params["audit_schema"], tables):
+        name = "%s.%s" % (row["schema"], row["table"])
+        detached.add(name)
+        steps.append(
+            (
+                "drop trigger %s on %s (no longer a partition)" % (row["tgname"], name),
+                _drop_trigger_sql(row, row["tgname"]),
+            )
+        )
+
     if not present and params["drop_log"] and schema_state["exists"]:
         targets = {t["name"] for t in tables}
         others = sorted(
             name
             for name, triggers in read_triggers(conn).items()
             if name not in targets
+            and name not in detached
             and any(s["function"].split(".")[0] == params["audit_schema"] for s in triggers.values())
         )
         if others:

@@ -79,8 +79,9 @@ def describe_trigger(spec: dict) -> dict:
             exclude_columns=parse_array_literal(args[2]),
             primary_key=list(args[4:]),
         )
-    elif spec["function"].endswith(".log_statement") and len(args) == 1:
+    elif spec["function"].endswith(".log_statement") and len(args) in (1, 2):
         out["app_user_setting"] = args[0]
+        out["query_text"] = args[1:] != ["false"]
     else:
         out["args"] = args
     out["enabled"] = spec["enabled"]
@@ -206,6 +207,17 @@ def resolve_tables(conn, params: dict, parsed: list) -> list:
             "WHERE n.nspname = %(s)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname",
             {"s": params["schema"]},
         )
+        if (
+            not rows
+            and params["state"] == "present"
+            and not fetch_all(conn, "SELECT 1 AS x FROM pg_namespace WHERE nspname = %(s)s", {"s": params["schema"]})
+        ):
+            # A typo would otherwise audit nothing and report success.
+            raise AuditError(
+                "schema %r does not exist in database %r; check the spelling or create it first"
+                % (params["schema"], params["database"]),
+                option="schema",
+            )
     else:
         rows = []
         for index, (schema, table) in enumerate(parsed):
@@ -264,6 +276,18 @@ def resolve_tables(conn, params: dict, parsed: list) -> list:
                 "SELECT a.attname FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a "
                 "WHERE i.indrelid = %(oid)s AND i.indisprimary AND a.attrelid = i.indrelid AND a.attnum = k.attnum "
                 "ORDER BY k.ord",
+                {"oid": row["oid"]},
+            )
+        ]
+        # Inheritance (not partition) descendants: the parent's row triggers never fire for their rows.
+        row["children"] = [
+            r["name"]
+            for r in fetch_all(
+                conn,
+                "WITH RECURSIVE d(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = %(oid)s "
+                "UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.oid) "
+                "SELECT n.nspname || '.' || c.relname AS name FROM d JOIN pg_class c ON c.oid = d.oid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT c.relispartition ORDER BY 1",
                 {"oid": row["oid"]},
             )
         ]

@@ -401,10 +401,33 @@ END
 $locksmith$""",
 ]
 
+# Version 4: the statement text of a TRUNCATE under row capture can be left out. current_query() is the client's
+# whole query string, so "UPDATE users SET password_hash = '...'; TRUNCATE users" put an excluded column's value
+# into the log. A second argument 'false' (given when exclude_columns is set) stores no text; triggers with one
+# argument keep theirs. Statement triggers only: the per-row path is unchanged.
+_V4 = [
+    """CREATE OR REPLACE FUNCTION {s}.log_statement() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $locksmith$
+DECLARE
+    role_setting text := pg_catalog.current_setting('role');
+BEGIN
+    INSERT INTO {s}.log (transaction_id, operation, capture, schema_name, table_name, query,
+                         db_role, session_role, application_name, client_addr, app_user_id)
+    VALUES (pg_catalog.txid_current(), TG_OP, 'statement', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+            CASE WHEN TG_NARGS > 1 AND TG_ARGV[1] = 'false' THEN NULL ELSE pg_catalog.current_query() END,
+            CASE WHEN role_setting = 'none' THEN session_user ELSE role_setting END, session_user,
+            pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
+            NULLIF(pg_catalog.current_setting(TG_ARGV[0], true), ''));
+    RETURN NULL;
+END
+$locksmith$""",
+]
+
 # (version, description, statements). Append only.
 MIGRATIONS = [
     (1, "audit log partitioned by month, row and statement triggers, retention", _V1),
     (2, "cheaper row trigger: no CHECK constraints on the log, lighter diff_only", _V2),
     (3, "trigger functions run as locksmith_audit_writer, which may only insert into the log", _V3),
+    (4, "a TRUNCATE of a table with excluded columns logs no statement text", _V4),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

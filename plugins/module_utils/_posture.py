@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 
@@ -46,6 +47,9 @@ def _number(value, where):
 
 def evaluate(promises):
     """Each promise with its numbers parsed and its status: met, missed or unmeasured (no value)."""
+    if not promises:
+        # "0 of 0 met" would pass: an empty list (a variable gone missing) must not turn the job green.
+        raise PostureError("promises is empty; a report with no promise proves nothing, give at least one")
     evaluated = []
     seen = set()
     for index, promise in enumerate(promises):
@@ -85,16 +89,26 @@ def summarize(evaluated):
     return counts
 
 
-def _figure(number, unit=""):
+def _figure(number, unit="", digits=2):
     if number is None:
         return "-"
     # Two decimals at most, without trailing zeros: 48 s, 50.5 s and 0.36 s side by side, not 50.50 s.
-    text = ("%d" % number) if float(number).is_integer() else ("%.2f" % number).rstrip("0").rstrip(".")
+    text = ("%d" % number) if float(number).is_integer() else ("%.*f" % (digits, number)).rstrip("0").rstrip(".")
     return "%s %s" % (text, unit) if unit else text
 
 
+def _digits(promise):
+    """Decimals enough to tell the measured figure from the target: 60.004 s missing "<= 60 s" must not read 60 s."""
+    value, target, digits = promise["value"], promise["target"], 2
+    if value is None or value == target:
+        return digits
+    while digits < 17 and _figure(value, "", digits) == _figure(target, "", digits):
+        digits += 1
+    return digits
+
+
 def _target_text(promise):
-    return "%s %s" % (COMPARISONS[promise["compare"]][1], _figure(promise["target"], promise["unit"]))
+    return "%s %s" % (COMPARISONS[promise["compare"]][1], _figure(promise["target"], promise["unit"], _digits(promise)))
 
 
 def render_json(title, evaluated, generated_at):
@@ -108,10 +122,25 @@ def render_json(title, evaluated, generated_at):
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+def _md_text(text):
+    """Text for Markdown: renderers pass raw HTML and links through, so a title or host name stays text."""
+    # Only a < or & that could open a tag or an entity is escaped, so "<= 60 s" reads as written.
+    text = re.sub(r"&(?=[A-Za-z#])", "&amp;", text)
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace("`", "\\`")
+
+
+def _md_code(text):
+    """A code span shows its text as is; its fence must be longer than any run of backticks inside it."""
+    fence = "`" * (max([len(run) for run in re.findall("`+", text)] + [0]) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return fence + pad + text + pad + fence
+
+
 def render_markdown(title, evaluated, generated_at):
     counts = summarize(evaluated)
     lines = [
-        "# %s" % title,
+        "# %s" % _md_text(" ".join(title.split())),
         "",
         "Generated %s: %d of %d promises met, %d missed, %d not measured."
         % (generated_at, counts["met"], counts["total"], counts["missed"], counts["unmeasured"]),
@@ -121,12 +150,12 @@ def render_markdown(title, evaluated, generated_at):
     ]
     for p in evaluated:
         cells = [
-            p["title"] + (" (%s)" % p["detail"] if p["detail"] else ""),
-            _figure(p["value"], p["unit"]),
-            _figure(p["baseline"], p["unit"]) if p["baseline"] is not None else "",
-            _target_text(p),
+            _md_text(p["title"] + (" (%s)" % p["detail"] if p["detail"] else "")),
+            _md_text(_figure(p["value"], p["unit"], _digits(p))),
+            _md_text(_figure(p["baseline"], p["unit"])) if p["baseline"] is not None else "",
+            _md_text(_target_text(p)),
             STATUS_MARK[p["status"]],
-            "`%s`" % p["evidence"] if p["evidence"] else "",
+            _md_code(" ".join(p["evidence"].split())) if p["evidence"] else "",
         ]
         # A line break or a bare | in a title or path would end the row or add a column.
         lines.append("| " + " | ".join(" ".join(cell.split()).replace("|", "\\|") for cell in cells) + " |")
@@ -173,7 +202,7 @@ def render_html(title, evaluated, generated_at):
                 p["status"],
                 esc(p["title"]),
                 ("<br><small>%s</small>" % esc(p["detail"])) if p["detail"] else "",
-                esc(_figure(p["value"], p["unit"])),
+                esc(_figure(p["value"], p["unit"], _digits(p))),
                 esc(_target_text(p)),
                 _bar_chart(p),
                 STATUS_MARK[p["status"]],

@@ -42,14 +42,15 @@ options:
       - A partition is refused; list its partitioned table, whose audit covers every partition. PostgreSQL clones
         the row triggers onto the partitions; the statement-level ones (C(TRUNCATE), O(capture=statement)) are
         created on each partition as C(locksmith_audit_partition_<operation>), so run again after adding
-        partitions.
+        partitions. A partition detached since loses them on the next run.
     type: list
     elements: str
     version_added: 0.1.0
   schema:
     description:
       - Audit every table (and partitioned table) of this schema instead of a list; run again after adding
-        tables. Partitions are audited through their parent, as with O(tables).
+        tables. Partitions are audited through their parent, as with O(tables). With O(state=present) the schema
+        must exist.
       - A name that needs quoting is written in double quotes, as in O(tables).
     type: str
     version_added: 0.1.0
@@ -82,6 +83,9 @@ options:
       - Columns never stored in the log (password hashes, tokens). An C(UPDATE) that changes only these columns
         is not logged at all; the trigger's C(WHEN) clause skips it before the function runs.
       - Each name must be a column of at least one audited table, so a typo cannot leak the data.
+      - An excluded primary key column is left out of C(record_key) too (with a warning). A C(TRUNCATE) of a table
+        audited with excluded columns is logged without its statement text, which is the client's whole query
+        string and may hold the excluded values.
       - A name that needs quoting is written in double quotes, as in O(tables), for example C('"first name"').
     type: list
     elements: str
@@ -156,6 +160,9 @@ notes:
     which C(to_jsonb) calls) therefore runs with that role's rights, not the module user's; an event trigger keeps
     it from dropping or changing the functions. The module's login needs to be a superuser for the event trigger
     (without one it is skipped) and CREATEROLE at least for the role.
+  - Row triggers fire only for rows of the table they are on. The rows of an inheritance child (C(INHERITS), not a
+    partition) are logged only when the child is audited too, even when written through the parent; the module
+    warns about such children.
   - Trigger changes take a short C(SHARE ROW EXCLUSIVE) lock on each table; the module waits at most 30 seconds
     for it and then fails with nothing changed.
 seealso:

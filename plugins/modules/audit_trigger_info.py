@@ -83,6 +83,8 @@ tables:
     - Each audited table and its audit triggers with their options.
     - C(enabled) is false when the trigger does not fire in ordinary sessions (disabled, or enabled for replica
       sessions only) or, for a row trigger of a partitioned table, when its clone is switched off on a partition.
+    - A statement-level trigger has C(query_text), false when it logs no statement text (a C(TRUNCATE) of a table
+      audited with excluded columns).
   returned: always
   type: dict
   sample:
@@ -95,6 +97,13 @@ tables:
         app_user_setting: app.user_id
         primary_key: [id]
         exclude_columns: [password_hash]
+        enabled: true
+      locksmith_audit_truncate:
+        operation: truncate
+        level: statement
+        function: audit.log_statement
+        app_user_setting: app.user_id
+        query_text: false
         enabled: true
 """
 

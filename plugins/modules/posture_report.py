@@ -15,12 +15,13 @@ description:
     C(posture.md) for tickets and READMEs, and C(posture.html), one self-contained page with a small chart
     per promise (no script, no external file).
   - A promise without a measured value counts as not met - an unmeasured promise is not a kept one.
-  - The files are replaced atomically and only when a figure, a target or a result changed, so a second run
-    on the same figures reports no change.
+  - The files are replaced atomically and only when a figure, a target or a result changed, or when one of them is
+    missing or not what this run would write (cut short, edited), so a second run on the same figures reports
+    no change.
   - Runs where the report should live, usually the controller (C(delegate_to=localhost)).
 options:
   promises:
-    description: The promises, in the order the report lists them.
+    description: The promises, in the order the report lists them. At least one; an empty list fails.
     type: list
     elements: dict
     required: true
@@ -207,9 +208,31 @@ def previous_report(path):
     """The report already at ``path``, or None when there is none or it cannot be read as ours."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            document = json.load(handle)
     except (OSError, ValueError):
         return None
+    return document if isinstance(document, dict) else None
+
+
+def read_text(path):
+    """The file's text, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, ValueError):
+        return None
+
+
+def stamp(now):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def render(title, evaluated, generated_at):
+    return {
+        "json": _posture.render_json(title, evaluated, generated_at),
+        "markdown": _posture.render_markdown(title, evaluated, generated_at),
+        "html": _posture.render_html(title, evaluated, generated_at),
+    }
 
 
 def plan(params, now):
@@ -218,23 +241,18 @@ def plan(params, now):
     dest = params["dest"]
     files = dict((kind, os.path.join(dest, name)) for kind, name in FILES.items())
     before = previous_report(files["json"])
-    unchanged = (
+    same = (
         before is not None
         and before.get("title") == params["title"]
         and before.get("promises") == evaluated
-        and all(os.path.exists(path) for path in files.values())
+        and isinstance(before.get("generated_at"), str)
     )
-    generated_at = before["generated_at"] if unchanged else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    texts = {
-        "json": _posture.render_json(params["title"], evaluated, generated_at),
-        "markdown": _posture.render_markdown(params["title"], evaluated, generated_at),
-        "html": _posture.render_html(params["title"], evaluated, generated_at),
-    }
-    before_markdown = ""
-    if os.path.exists(files["markdown"]):
-        with open(files["markdown"], encoding="utf-8") as handle:
-            before_markdown = handle.read()
-    return not unchanged, files, texts, evaluated, before_markdown
+    texts = render(params["title"], evaluated, before["generated_at"] if same else stamp(now))
+    # Same figures, but a file that is missing, cut short or edited (or rendered by an older release) is rewritten.
+    unchanged = same and all(read_text(files[kind]) == texts[kind] for kind in files)
+    if same and not unchanged:
+        texts = render(params["title"], evaluated, stamp(now))
+    return not unchanged, files, texts, evaluated, read_text(files["markdown"]) or ""
 
 
 def write(dest, files, texts):

@@ -155,7 +155,8 @@ def test_every_operation_is_logged_with_old_new_and_app_user(pg_cluster, shop):
     assert ins[4:7] == ({"id": 1}, None, {"id": 1, "name": "ann"})
     assert upd[4:7] == ({"id": 1}, {"id": 1, "name": "ann"}, {"id": 1, "name": "anna"})
     assert dele[4:7] == ({"id": 1}, {"id": 1, "name": "anna"}, None)
-    assert trunc[14] == "TRUNCATE users" and trunc[5] is None and trunc[6] is None
+    # With excluded columns no statement text: it is the client's whole query string (test_audit_trigger_leaks.py).
+    assert trunc[14] is None and trunc[5] is None and trunc[6] is None
     for row in rows:
         assert row[2:4] == ("public", "users")
         assert row[7] == app and row[8] == "user-42"
@@ -491,8 +492,7 @@ def test_upgrade_from_version_1_is_one_idempotent_migration(pg_cluster, shop):
     predicted = run(pg_cluster, db, check=True, diff=True, **args)
     assert predicted["changed"] is True
     assert predicted["actions"] == [
-        "migrate audit schema audit to version 2 (%s)" % MIGRATIONS[1][1],
-        "migrate audit schema audit to version 3 (%s)" % MIGRATIONS[2][1],
+        *("migrate audit schema audit to version %d (%s)" % (v, d) for v, d, _sql in MIGRATIONS[1:]),
         "grant INSERT on audit log to %s" % WRITER_ROLE,
         "grant USAGE on audit schema to %s" % WRITER_ROLE,
     ]

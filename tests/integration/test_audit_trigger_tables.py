@@ -106,3 +106,26 @@ def test_a_trigger_switched_off_on_a_partition_or_for_replicas_only_is_repaired(
     q(pg_cluster, db, "DELETE FROM plain")
     rows = [(r[0], r[3]) for r in log_rows(pg_cluster, db)]
     assert rows == [("INSERT", "ev_2027"), ("INSERT", "plain"), ("DELETE", "plain")], rows
+
+
+def test_a_detached_partition_loses_the_triggers_it_got_as_a_partition(pg_cluster, pg_database):
+    db = pg_database
+    _partitioned(pg_cluster, db)
+    assert run(pg_cluster, db, tables=["ev"])["changed"] is True
+    q(pg_cluster, db, "ALTER TABLE ev DETACH PARTITION ev_2027")
+    # PostgreSQL drops the row trigger clones on detach, not the statement-level triggers made for the partition.
+    assert _statement_triggers(pg_cluster, db, "ev_2027") == [("locksmith_audit_partition_truncate",)]
+    predicted = run(pg_cluster, db, check=True, tables=["ev"])
+    assert predicted["actions"] == [
+        "drop trigger locksmith_audit_partition_truncate on public.ev_2027 (no longer a partition)"
+    ]
+    # Nor does it keep drop_log from dropping the log with the parent's audit.
+    dropping = run(pg_cluster, db, check=True, tables=["ev"], state="absent", drop_log=True)
+    assert dropping.get("failed") is None and "drop audit schema audit with its log" in dropping["actions"], dropping
+    assert predicted["actions"][0] in dropping["actions"]
+    assert run(pg_cluster, db, tables=["ev"])["actions"] == predicted["actions"]
+    assert _statement_triggers(pg_cluster, db, "ev_2027") == []
+    q(pg_cluster, db, "TRUNCATE ev_2027")
+    assert [r[3] for r in log_rows(pg_cluster, db)] == []
+    assert run(pg_cluster, db, tables=["ev"])["changed"] is False
+    assert _statement_triggers(pg_cluster, db, "ev_2026") == [("locksmith_audit_partition_truncate",)]

@@ -107,7 +107,7 @@ def test_row_specs_carry_options_in_arguments():
         "operation": "truncate",
         "level": "statement",
         "function": "audit.log_statement",
-        "args": ["app.user_id"],
+        "args": ["app.user_id", "false"],  # with excluded columns: no statement text
         "when": False,
         "enabled": True,
     }
@@ -130,6 +130,7 @@ def test_statement_specs_and_foreign_arguments_are_described():
         "level": "statement",
         "function": "audit.log_statement",
         "app_user_setting": "app.user_id",
+        "query_text": True,
         "enabled": True,
     }
     odd = {"operation": "insert", "level": "row", "function": "x.f", "args": ["1"], "when": False, "enabled": False}

@@ -141,3 +141,76 @@ def test_a_title_with_line_breaks_and_pipes_stays_one_markdown_row_and_html_is_e
     parser.feed(page)
     assert not [entry for entry in parser.tags if entry[0] in ("script", "img", "a")]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_figure_just_past_its_target_does_not_read_as_the_target(tmp_path):
+    promises = [
+        {"name": "mttd", "title": "MTTD", "value": 60.004, "unit": "s", "target": 60},
+        {"name": "lynis", "title": "Lynis", "value": 69.996, "target": 70, "compare": "ge"},
+        {"name": "rto", "title": "RTO", "value": 0.001, "unit": "s", "target": 0, "compare": "eq"},
+        {"name": "rpo", "title": "RPO", "value": 50.504, "unit": "s", "target": 50.5},
+    ]
+    result = run(tmp_path, promises, fail_on_miss=False)
+    assert [p["status"] for p in result["promises"]] == ["missed"] * 4
+    markdown = (tmp_path / "out" / "posture.md").read_text()
+    assert "| MTTD | 60.004 s |  | <= 60 s | FAIL |  |" in markdown
+    assert "| Lynis | 69.996 |  | >= 70 | FAIL |  |" in markdown
+    assert "| RTO | 0.001 s |  | == 0 s | FAIL |  |" in markdown
+    assert "| RPO | 50.504 s |  | <= 50.5 s | FAIL |  |" in markdown
+    page = (tmp_path / "out" / "posture.html").read_text()
+    assert "<td>60.004 s</td><td>&lt;= 60 s</td>" in page
+
+
+def test_an_empty_list_of_promises_is_no_pass(tmp_path):
+    result = run(tmp_path, [])
+    assert result.get("failed") is True and result.get("passed") is not True
+    assert result["msg"].startswith("promises is empty")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_report_is_rewritten_even_when_the_figures_did_not_change(tmp_path):
+    first = run(tmp_path, PROMISES[:2])
+    out = tmp_path / "out"
+    page = (out / "posture.html").read_text()
+    (out / "posture.html").write_text(page[:100])  # cut short
+    again = run(tmp_path, PROMISES[:2])
+    assert first["changed"] is True and again["changed"] is True, again
+    assert (out / "posture.html").read_text().endswith("</html>\n")
+    assert run(tmp_path, PROMISES[:2])["changed"] is False
+
+
+def test_unreadable_previous_files_are_replaced_without_a_traceback(tmp_path):
+    first = run(tmp_path, PROMISES[:2])
+    out = tmp_path / "out"
+    (out / "posture.md").write_bytes(b"\xff\xfe not UTF-8")
+    replaced = run(tmp_path, PROMISES[:2])
+    assert replaced.get("failed") is None and replaced["changed"] is True, replaced
+    assert (out / "posture.md").read_text().startswith("# locksmith.ops posture report")
+    # A posture.json that is not a report object (a list, an object without a stamp) is replaced too.
+    for text in ("[]", json.dumps({"title": "locksmith.ops posture report", "promises": first["promises"]})):
+        (out / "posture.json").write_text(text)
+        replaced = run(tmp_path, PROMISES[:2])
+        assert replaced.get("failed") is None and replaced["changed"] is True, replaced
+        assert json.loads((out / "posture.json").read_text())["promises"] == first["promises"]
+
+
+def test_markdown_renders_titles_units_and_evidence_as_text(tmp_path):
+    markdown_it = pytest.importorskip("markdown_it")
+    promise = {
+        "name": "odd",
+        "title": "db1 <img src=x onerror=alert(1)> [click](javascript:alert(2))",
+        "detail": "<script>alert(3)</script> &amp;",
+        "value": 1,
+        "unit": "<b>s</b>",
+        "target": 2,
+        "evidence": "x` <img src=y onerror=alert(4)> `z",
+    }
+    run(tmp_path, [promise], title="Report <iframe src=//evil>")
+    text = (tmp_path / "out" / "posture.md").read_text()
+    page = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+    parser = Collect()
+    parser.feed(page)
+    assert {tag for tag, attrs in parser.tags} <= {"h1", "p", "table", "thead", "tbody", "tr", "th", "td", "code"}
+    assert "<code>x` &lt;img src=y onerror=alert(4)&gt; `z</code>" in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt; &amp;amp;" in page and "[click](javascript:alert(2))" in page
+    assert "&lt;= 2 &lt;b&gt;s&lt;/b&gt;" in page
