@@ -32,6 +32,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Locks
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import (
     READ_SIZE,
     dump_env,
+    explain_dump_error,
     find_tool,
     stream_command,
     tool_version,
@@ -54,16 +55,34 @@ from ansible_collections.locksmith.ops.plugins.module_utils._stream import (
 MANIFEST_FORMAT = 1
 # zstd worker threads; past the cores a database host can spare for a backup, more only adds memory.
 MAX_COMPRESSION_THREADS = 32
+# How far in the future a backup's end may be (clocks of hosts backing up to one place differ a little).
+CLOCK_SKEW_SECONDS = 300
 GLOBALS_TRAILER = b"PostgreSQL database cluster dump complete"
+# Temporary tables (other sessions' included, which no one else may read) are never dumped, so never counted.
 _ROW_ESTIMATES = (
-    "SELECT n.nspname AS schema, c.relname AS name, c.reltuples::bigint AS rows "
+    "SELECT n.nspname AS schema, c.relname AS name, c.reltuples::bigint AS rows, c.relpersistence AS persistence "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
     "AND n.nspname NOT LIKE 'pg\\_toast%%' ORDER BY 1, 2"
 )
 _WAL_LSN = (
     "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn"
 )
+# A backup taken with other filters (a one-table export, say) is another kind of backup: it neither makes a full
+# one not due nor takes the place of one in retention.
+FILTER_OPTIONS = ("schemas", "exclude_schemas", "tables", "exclude_tables")
+
+
+def partial_filters(manifest) -> dict:
+    """The schema and table filters a backup was taken with ({} for a whole database): a partial backup is never
+    the newest good one nor chosen for a whole-database restore unless named."""
+    recorded = (manifest or {}).get("filters")
+    if not isinstance(recorded, dict):
+        return {}
+    return {option: recorded[option] for option in FILTER_OPTIONS if recorded.get(option)}
+
+
 _DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
 
 
@@ -157,7 +176,19 @@ class BackupJob:
     # reads -------------------------------------------------------------------------------------
     def _query(self, conn, text, params=None):
         self.queries.append(text)
-        return _postgres.fetch_all(conn, text, params)
+        return self._fetch(conn, text, params)
+
+    @staticmethod
+    def _fetch(conn, statement, params=None):
+        """fetch_all, with the server's refusal (a count(*) on a table not granted) as an error, not a traceback."""
+        try:
+            return _postgres.fetch_all(conn, statement, params)
+        except _postgres.psycopg2.Error as err:
+            reason = (err.pgerror or str(err)).strip().splitlines()[0]
+            raise BackupError(
+                "PostgreSQL refused %s on database '%s': %s"
+                % (_postgres.rendered(conn, statement), conn.info.dbname, explain_dump_error(reason))
+            ) from err
 
     def inspect_database(self):
         """Server version, WAL position and the databases in scope; clear errors before pg_dump runs."""
@@ -181,12 +212,23 @@ class BackupJob:
             self.existing[destination.index] = destination.list_backups(self.label)
         return self.existing
 
+    def same_filters(self, entry):
+        """Whether a backup was taken with this run's schema and table filters (as written)."""
+        recorded = (entry.manifest or {}).get("filters") or {}
+        if not isinstance(recorded, dict):
+            return False
+        for option in FILTER_OPTIONS:
+            value = recorded.get(option) or []
+            if not isinstance(value, list) or sorted(map(str, value)) != sorted(self.params.get(option) or []):
+                return False
+        return True
+
     def newest_complete(self):
         """(entry, destination) of the newest complete backup across destinations, or (None, None)."""
         best = None
         for destination in self.destinations:
             for entry in self.existing.get(destination.index, []):
-                if entry.complete and (best is None or entry.sort_key > best.sort_key):
+                if entry.complete and self.same_filters(entry) and (best is None or entry.sort_key > best.sort_key):
                     best = entry
         return best
 
@@ -196,7 +238,20 @@ class BackupJob:
         if interval <= 0:
             return True, "min_interval_seconds is 0: every run takes a backup"
         for destination in self.destinations:
-            complete = [e for e in self.existing.get(destination.index, []) if e.complete]
+            complete = []
+            for e in self.existing.get(destination.index, []):
+                if not e.complete or not self.same_filters(e):
+                    continue
+                if e.ended - now > CLOCK_SKEW_SECONDS:
+                    # Made while this host's clock was ahead: it did not end "less than the interval ago", and
+                    # counting it would hold off every backup until the clock catches up with it.
+                    self.warnings.append(
+                        "%s: backup %s ended at %s, %ds in the future; it was made while a clock was wrong, so it "
+                        "does not count as recent: check NTP on the hosts that back up"
+                        % (destination.name, e.backup_id, iso(e.ended), e.ended - now)
+                    )
+                    continue
+                complete.append(e)
             if not complete:
                 return True, "%s has no complete backup" % destination.name
             age = now - max(e.ended for e in complete)
@@ -223,6 +278,8 @@ class BackupJob:
                     % (destination.name, e.backup_id, e.manifest_error)
                 )
                 continue
+            if e.complete and not self.same_filters(e):
+                continue  # another kind of backup: neither counted nor pruned by this run's retention
             entries.append({"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e})
         if new_id is not None:
             entries.append({"id": new_id, "when": now, "complete": True, "entry": None})
@@ -278,15 +335,20 @@ class BackupJob:
         try:
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             snapshot = self._query(conn, "SELECT pg_export_snapshot() AS s")[0]["s"]
+            standby = self._query(conn, "SELECT pg_is_in_recovery() AS r")[0]["r"]
             counts = {}
             for row in self._query(conn, _ROW_ESTIMATES):
                 if not self._dumped(row["schema"], row["name"]):
+                    continue
+                if standby and row["persistence"] == "u":
+                    # A standby has no unlogged data (count(*) is refused there) and pg_dump dumps none: 0 rows.
+                    counts["%s.%s" % (row["schema"], row["name"])] = 0
                     continue
                 statement = _postgres.sql.SQL("SELECT count(*) AS n FROM {}").format(
                     _postgres.identifier(row["schema"], row["name"])
                 )
                 self.queries.append(_postgres.rendered(conn, statement))
-                counts["%s.%s" % (row["schema"], row["name"])] = _postgres.fetch_all(conn, statement)[0]["n"]
+                counts["%s.%s" % (row["schema"], row["name"])] = self._fetch(conn, statement)[0]["n"]
         except BaseException:
             conn.close()
             raise
@@ -469,13 +531,17 @@ class BackupJob:
                     "size_bytes": manifest["size_bytes"],
                 }
             )
-        pruned = []
+        pruned, retention_errors = [], []
         for index in writers:
             destination = self.destinations[index]
-            # Prune only where the new copy is verified, listing afresh so the new backup is counted.
-            self.existing[index] = destination.list_backups(self.label)
-            prune = self.retention_plan(destination, now=self.clock())[1]
-            pruned.extend(self._prune(destination, prune, protect=backup_id))
+            try:
+                # Prune only where the new copy is verified, listing afresh so the new backup is counted.
+                self.existing[index] = destination.list_backups(self.label)
+                prune = self.retention_plan(destination, now=self.clock())[1]
+                self._prune(destination, prune, protect=backup_id, done=pruned)
+            except StorageError as err:
+                # The copy there is verified and stays reported as such; only retention failed there.
+                retention_errors.append("%s: %s" % (destination.name, err))
         for index, err in sorted(self.failed.items()):
             copies.append(
                 {
@@ -485,10 +551,9 @@ class BackupJob:
                     "error": str(err),
                 }
             )
-        return {"backup": manifest, "copies": copies, "pruned": pruned}
+        return {"backup": manifest, "copies": copies, "pruned": pruned, "retention_errors": retention_errors}
 
-    def _prune(self, destination, prune, protect):
-        done = []
+    def _prune(self, destination, prune, protect, done):
         entries = {e.backup_id: e for e in self.existing.get(destination.index, [])}
         for backup_id, reason in prune:
             if backup_id == protect:
@@ -496,7 +561,6 @@ class BackupJob:
             entry = entries.get(backup_id)
             destination.delete(self.label, backup_id, temporary_name=getattr(entry, "temp_name", None))
             done.append({"destination": destination.name, "id": backup_id, "reason": reason})
-        return done
 
     def manifest(self, backup_id, started, ended, wal_lsn, artefacts, estimates):
         """What a restore needs to trust and use the backup; no secret ever goes in."""
@@ -525,9 +589,7 @@ class BackupJob:
             ),
             "wal_lsn_start": wal_lsn,
             "row_estimates": estimates,
-            "filters": {
-                k: list(self.params.get(k) or []) for k in ("schemas", "exclude_schemas", "tables", "exclude_tables")
-            },
+            "filters": {k: list(self.params.get(k) or []) for k in FILTER_OPTIONS},
             "artefacts": artefacts,
             # Only with exact_row_counts, so manifests without the option stay as they were.
             **({"row_counts": self.row_counts} if self.row_counts else {}),

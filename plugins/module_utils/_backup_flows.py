@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.locksmith.ops.plugins.module_utils._backup import BackupError, iso
+from ansible_collections.locksmith.ops.plugins.module_utils._backup import BackupError, iso, partial_filters
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import verify_entry
 from ansible_collections.locksmith.ops.plugins.module_utils._crypto_stream import ALGORITHM, key_id
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import find_tool
@@ -16,10 +16,11 @@ from ansible_collections.locksmith.ops.plugins.module_utils._storage import new_
 
 
 def newest_per_destination(job):
-    return {
-        d.name: ([e.backup_id for e in job.existing.get(d.index, []) if e.complete] or [None])[-1]
-        for d in job.destinations
-    }
+    newest = {}
+    for d in job.destinations:
+        ids = [e.backup_id for e in job.existing.get(d.index, []) if e.complete and job.same_filters(e)]
+        newest[d.name] = ids[-1] if ids else None
+    return newest
 
 
 def apply_present(job, check_mode, now):
@@ -117,7 +118,9 @@ def list_backups_info(destinations, labels, verify_checksums, now):
                 check["checksums_verified"] = check["checksums_verified"] and read_data
                 check["manifest"] = entry.manifest
                 backups.append(check)
-                if check["valid"] and (label not in newest or entry.ended > newest[label]["ended_epoch"]):
+                # A partial backup (a one-table export) does not hold the database: listed, never its RPO.
+                whole = not partial_filters(entry.manifest)
+                if check["valid"] and whole and (label not in newest or entry.ended > newest[label]["ended_epoch"]):
                     newest[label] = {
                         "id": entry.backup_id,
                         "destination": destination.name,
@@ -133,8 +136,11 @@ def list_backups_info(destinations, labels, verify_checksums, now):
     }
 
 
-def write_metrics(directory, label, now, duration, copies, succeeded, rpo_target, warnings=None):
-    """locksmith_backup_* for one label (docs/metrics.md); the failure counter carries across runs."""
+def write_metrics(directory, label, now, duration, copies, succeeded, rpo_target, warnings=None, configured=None):
+    """locksmith_backup_* for one label (docs/metrics.md); the failure counter carries across runs.
+
+    ``configured`` (destination URLs) limits the figures carried from the last file to destinations still given.
+    """
     from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 
     path = os.path.join(directory, _metrics.textfile_name("backup", label))
@@ -157,6 +163,9 @@ def write_metrics(directory, label, now, duration, copies, succeeded, rpo_target
     for (name, labels), value in previous.items():
         labels = dict(labels)
         if labels.get("destination") in fresh or labels.get("database") != label:
+            continue
+        # A destination taken out of the options would otherwise keep its last success, and BackupStale, for ever.
+        if configured is not None and labels.get("destination") not in configured:
             continue
         if name == success.name:
             success.add(value, **labels)

@@ -20,8 +20,12 @@ LEFTOVER_GRACE_SECONDS = 86400
 
 def _bucket_keys(when):
     tm = time.gmtime(when)
-    iso = (tm.tm_year, int(time.strftime("%V", tm)))
-    return {"daily": time.strftime("%Y-%m-%d", tm), "weekly": "%d-W%02d" % iso, "monthly": time.strftime("%Y-%m", tm)}
+    # The ISO year (%G), not the calendar year: the days of one ISO week around New Year are one weekly slot.
+    return {
+        "daily": time.strftime("%Y-%m-%d", tm),
+        "weekly": time.strftime("%G-W%V", tm),
+        "monthly": time.strftime("%Y-%m", tm),
+    }
 
 
 def plan_retention(entries, policy, now):

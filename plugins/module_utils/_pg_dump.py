@@ -23,6 +23,8 @@ from ansible_collections.locksmith.ops.plugins.module_utils._errors import Locks
 READ_SIZE = 1024 * 1024
 # Up to this many MiB of dump output wait in memory while the previous chunk is compressed.
 QUEUE_CHUNKS = 16
+# DETAIL/HINT/CONTEXT lines (the server's, or pg_dump's own "pg_dump: detail:") go with the message above them.
+_CONTINUATION = re.compile(r"^(?:\S+: )?(?:detail|hint|context):", re.IGNORECASE)
 
 
 class PgToolError(LocksmithError):
@@ -150,15 +152,26 @@ def stream_command(argv, env, sink, describe):
     text = b"".join(stderr).decode("utf-8", "replace").strip()
     if stopped:
         return []
-    lines = [line for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if "warning:" not in line.lower()]
+    warnings, errors = split_messages(line for line in text.splitlines() if line.strip())
     if rc != 0 or errors:
         raise PgToolError(
             "%s failed (exit %d): %s" % (describe, rc, explain_dump_error(" ".join(errors) or "no message")),
             rc=rc,
             stderr="\n".join(errors[-20:]),  # Ansible requires stderr to be a string
         )
-    return [line for line in lines if line not in errors]
+    return warnings
+
+
+def split_messages(lines):
+    """(warnings, errors) among stderr lines; a warning's DETAIL and HINT (a server WARNING at connect, such as
+    a collation version mismatch) are part of the warning, not errors."""
+    warnings, errors = [], []
+    current = errors
+    for line in lines:
+        if not _CONTINUATION.match(line):
+            current = warnings if "warning:" in line.lower() else errors
+        current.append(line)
+    return warnings, errors
 
 
 def explain_dump_error(text):

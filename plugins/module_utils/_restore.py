@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
 from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import WRITER_ROLE
 from ansible_collections.locksmith.ops.plugins.module_utils._backup import iso as iso_utc
+from ansible_collections.locksmith.ops.plugins.module_utils._backup import partial_filters
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import artefact_suffixes, plain_chunks
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import READ_SIZE, dump_env, stream_command
@@ -145,8 +146,11 @@ def scratch_name(database, backup_id, mode):
     return "%s_%s_%s" % (prefix, database[:40], tag)
 
 
-def choose_backup(destinations, label, backup_id=None, stat_check=True, all_databases=False):
+def choose_backup(destinations, label, backup_id=None, stat_check=True, all_databases=False, partial_ok=False):
     """(entry, skipped): the named backup, or the newest complete one whose artefacts pass the metadata check.
+
+    Unless named or ``partial_ok`` (a tables restore), a backup taken with schema or table filters is passed
+    over: restoring a one-table export as the database would replace the database with one table.
 
     ``skipped`` lists newer backups passed over, with why, so the report shows what was not restorable.
     """
@@ -174,6 +178,17 @@ def choose_backup(destinations, label, backup_id=None, stat_check=True, all_data
             # A manifest that is there but malformed says which field is wrong.
             reason = getattr(entry, "manifest_error", None) or "incomplete"
             skipped.append({"id": entry.backup_id, "destination": entry.destination.name, "reason": reason})
+            continue
+        partial = partial_filters(entry.manifest)
+        if partial and not backup_id and not partial_ok:
+            skipped.append(
+                {
+                    "id": entry.backup_id,
+                    "destination": entry.destination.name,
+                    "reason": "partial (taken with %s): restored only when named with backup_id"
+                    % ", ".join("%s %s" % (k, v) for k, v in sorted(partial.items())),
+                }
+            )
             continue
         problems = metadata_problems(entry) if stat_check else []
         if problems:

@@ -55,7 +55,9 @@ class RestoreJob:
     # reads and interlocks (also in check mode) ------------------------------------------------------
     def plan(self):
         """Choose the backup and check every interlock; changes nothing."""
-        self.entry, self.skipped = R.choose_backup(self.destinations, self.database, self.params.get("backup_id"))
+        self.entry, self.skipped = R.choose_backup(
+            self.destinations, self.database, self.params.get("backup_id"), partial_ok=self.mode == "tables"
+        )
         R.check_artefacts(self.entry)
         if self.mode == "drill" and self.target is None:
             self.target = R.scratch_name(self.database, self.entry.backup_id, "drill")

@@ -23,10 +23,13 @@ description:
     O(state=present), a backup is taken only when some destination has no complete backup of this
     database that ended less than O(min_interval_seconds) ago; otherwise the module reports
     C(changed=false) and returns the newest manifest. A scheduled re-run within the interval, or a second
-    playbook run, changes nothing. Check mode reads the server and every destination and predicts the
-    same decision, and the backups retention would prune.
+    playbook run, changes nothing. Only backups taken with the same O(schemas), O(exclude_schemas), O(tables) and
+    O(exclude_tables) count, so a one-table export does not stand in for a full backup; a backup that ended in the
+    future (taken while a clock was ahead) does not count either, with a warning. Check mode reads the server and
+    every destination and predicts the same decision, and the backups retention would prune.
   - Retention (O(destinations[].retention)) runs at a destination only after the new backup is verified
-    there, and never deletes the newest complete backup.
+    there, and never deletes the newest complete backup. It keeps and prunes only backups taken with the same
+    filters as this run. When a deletion is refused, the run fails, still returning the verified backup.
   - O(state=verified) re-reads an existing backup, checks every artefact's SHA-256 against the
     manifest and runs C(pg_restore --list) on it. It changes nothing.
   - Never touched, by any state, the database's contents, other databases' backups, or objects
@@ -356,14 +359,24 @@ def missing_libraries(params):
     return [name for name, present in needed if not present]
 
 
-def record_attempt(params, label, started, result, succeeded, warnings):
+def record_attempt(params, label, started, result, succeeded, warnings, job=None):
     """Write the metrics file for a real attempt; returns its path or None."""
     if not params["metrics_dir"] or params["state"] != "present":
         return None
     copies = result.get("copies", []) if result else []
     now = time.time()
+    # Unknown when the options did not even build a job: then every destination's last figures are kept.
+    configured = {d.url for d in job.destinations} if job is not None else None
     changed_and_path = _backup_flows.write_metrics(
-        params["metrics_dir"], label, now, now - started, copies, succeeded, params["rpo_target_seconds"], warnings
+        params["metrics_dir"],
+        label,
+        now,
+        now - started,
+        copies,
+        succeeded,
+        params["rpo_target_seconds"],
+        warnings,
+        configured,
     )
     return changed_and_path[1]
 
@@ -389,6 +402,7 @@ def main():
     started = time.time()
     label = ALL_DATABASES_LABEL if params["all_databases"] else params["database"]
     attempted = False
+    job = None
     try:
         job = _backup.BackupJob(params, warnings)
         if params["state"] == "verified":
@@ -397,16 +411,23 @@ def main():
             result = _backup_flows.apply_present(job, module.check_mode, started)
             attempted = result["changed"] and not module.check_mode
             failed = [c for c in result["copies"] if c["status"] == "failed"]
+            retention_errors = result.pop("retention_errors", [])
             if attempted:
-                result["metrics_file"] = record_attempt(params, label, started, result, not failed, warnings)
-            if failed:
+                result["metrics_file"] = record_attempt(
+                    params, label, started, result, not failed and not retention_errors, warnings, job
+                )
+            if failed or retention_errors:
                 raise _backup.BackupError(
-                    "backup %s was verified at %d of %d destinations; failed: %s"
+                    "backup %s was verified at %d of %d destinations%s%s"
                     % (
                         result["backup"]["id"],
                         len(result["copies"]) - len(failed),
                         len(result["copies"]),
-                        "; ".join(c["error"] for c in failed),
+                        "; failed: %s" % "; ".join(c["error"] for c in failed) if failed else "",
+                        # The backup is good there; old ones were not deleted, so storage grows until this is fixed.
+                        "; retention did not finish (older backups kept) at: %s" % "; ".join(retention_errors)
+                        if retention_errors
+                        else "",
                     ),
                     backup=result["backup"],
                     copies=result["copies"],
@@ -416,7 +437,7 @@ def main():
         details = dict(err.details)
         if not module.check_mode and not attempted and params["state"] == "present":
             try:
-                details["metrics_file"] = record_attempt(params, label, started, None, False, warnings)
+                details["metrics_file"] = record_attempt(params, label, started, None, False, warnings, job)
             except LocksmithError as metrics_err:
                 warnings.append(str(metrics_err))
         for warning in warnings:

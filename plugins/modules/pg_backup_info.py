@@ -80,7 +80,10 @@ backups:
       errors: []
       manifest: {id: 20261127T020000Z-1a2b, database: app, size_bytes: 259153220, format: custom}
 newest_good:
-  description: Per database label, the newest valid backup across all destinations.
+  description:
+    - Per database label, the newest valid backup of the whole database across all destinations.
+    - A backup taken with schema or table filters (a one-table export) is listed in RV(backups) but is never the
+      newest good one, so RV(rpo_seconds) is the age of a backup that can restore the database.
   returned: always
   type: dict
   sample:

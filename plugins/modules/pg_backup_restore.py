@@ -85,7 +85,10 @@ options:
     required: true
     version_added: 0.1.0
   backup_id:
-    description: Restore this backup. The newest complete, intact one when omitted.
+    description:
+      - Restore this backup. The newest complete, intact one when omitted.
+      - A backup taken with schema or table filters (a one-table export) holds part of the database; it is chosen
+        only when named here, or by O(mode=tables). Passed over, it is listed in the report's C(skipped).
     type: str
     version_added: 0.1.0
   target_database:

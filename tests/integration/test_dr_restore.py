@@ -399,6 +399,27 @@ def test_names_that_need_quoting_are_backed_up_and_restored_as_written(pg_cluste
     assert "double quotes" in unquoted["msg"], unquoted["msg"]
 
 
+def test_a_one_table_export_is_never_taken_for_the_whole_database(pg_cluster, seeded, dirs):
+    # An ad-hoc export of one table, newer than the full backup, at the same destination.
+    destinations = [local(dirs["backups"])]
+    full = backup(pg_cluster, seeded, destinations)
+    export = backup(pg_cluster, seeded, destinations, tables=["public.users"])
+    listed = run_module_inprocess("pg_backup_info", dict(destinations=destinations, database=seeded))
+    assert listed["newest_good"][seeded]["id"] == full["id"], listed["newest_good"]  # the RPO is the full one's
+
+    drill = restore(pg_cluster, seeded, destinations, mode="drill")
+    assert not drill.get("failed") and drill["report"]["backup_id"] == full["id"], drill
+    assert [s["id"] for s in drill["report"]["skipped_backups"]] == [export["id"]], drill["report"]["skipped_backups"]
+    assert "partial (taken with tables ['public.users'])" in drill["report"]["skipped_backups"][0]["reason"]
+
+    # A tables restore may use it, and naming it restores it.
+    pg_cluster.query("DELETE FROM public.users", dbname=seeded)
+    aside = restore(pg_cluster, seeded, destinations, mode="tables", tables=["users"], target_schema="restored")
+    assert not aside.get("failed") and aside["report"]["backup_id"] == export["id"], aside
+    named = restore(pg_cluster, seeded, destinations, mode="drill", backup_id=export["id"])
+    assert not named.get("failed") and named["report"]["backup_id"] == export["id"], named
+
+
 def test_recover_refuses_the_maintenance_and_template_databases(pg_cluster, seeded, dirs):
     backup(pg_cluster, seeded, [local(dirs["backups"])])
     for target in ("postgres", "template1"):

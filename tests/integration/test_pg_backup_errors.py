@@ -323,3 +323,65 @@ def test_s3_info_skips_prefixes_that_are_not_labels(pg_cluster, pg_database, mot
     assert [(b["label"], b["valid"]) for b in listed["backups"]] == [(pg_database, True)]
     warnings = [str(w) for w in listed.get("warnings", [])]
     assert len(warnings) == 1 and "'other tool'" in warnings[0], warnings
+
+
+def test_refused_retention_delete_keeps_the_verified_backup_in_the_result_and_metrics(
+    scram_cluster, auth_moto, guarded_bucket, tmp_path
+):
+    # Keys that may write but not delete (a common least-privilege policy): the new backup is verified, only
+    # retention fails. The run fails naming that, but reports the backup, and the metrics count the copy.
+    from tests.harness.moto_auth import READ_ACTIONS
+
+    bucket, admin = guarded_bucket
+    writer = auth_moto.user([*READ_ACTIONS, "s3:PutObject", "s3:AbortMultipartUpload"])
+    dest = s3(auth_moto, bucket, writer, retention={"keep_last": 1})
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    args = login(scram_cluster, PASSWORD, destinations=[dest], metrics_dir=str(metrics))
+    first = run_module_inprocess("pg_backup", args)
+    assert first["changed"] and not first.get("failed"), first
+    second = run_module_inprocess("pg_backup", args)
+    no_traceback(second)
+    assert second.get("failed"), second
+    assert "retention" in second["msg"] and "s3:DeleteObject" in second["msg"], second["msg"]
+    assert second["backup"]["id"] != first["backup"]["id"], second
+    assert [c["status"] for c in second["copies"]] == ["verified"], second
+    assert writer["secret_key"] not in json.dumps(second)
+    prom = (metrics / f"locksmith_backup_{DATABASE}.prom").read_text()
+    at = f'{{database="{DATABASE}",destination="s3://{bucket}/pg/"}}'
+    success = float(prom.split(f"locksmith_backup_last_success_timestamp_seconds{at} ")[1].split()[0])
+    assert abs(success - second["backup"]["ended_epoch"]) < 5, prom
+    assert f'locksmith_backup_last_status{{database="{DATABASE}"}} 0' in prom, prom
+    # Both backups are still there and complete.
+    keys = objects(auth_moto, admin, bucket)[0]
+    assert len([k for k in keys if k.endswith("/manifest.json")]) == 2, keys
+
+
+def test_manifest_that_fails_its_read_back_is_removed_with_the_artefacts(scram_cluster, auth_moto, guarded_bucket):
+    # The manifest went in but could not be read back (here HEAD of manifests is denied; in life a timeout at the
+    # end): the artefacts are deleted as the copy is not counted, so the manifest must go too, or a backup without
+    # its files looks complete (pg_backup then reports it as recent and retention counts it as good).
+    import uuid as uuid_module
+
+    from tests.harness.moto_auth import READ_ACTIONS
+
+    bucket, admin = guarded_bucket
+    name = "locksmith-%s" % uuid_module.uuid4().hex[:8]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": [*READ_ACTIONS, "s3:PutObject", "s3:DeleteObject"], "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*/manifest.json" % bucket},
+        ],
+    }
+    with auth_moto.unauthenticated():
+        iam = auth_moto.client("iam")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="locksmith-test", PolicyDocument=json.dumps(policy))
+        created = iam.create_access_key(UserName=name)["AccessKey"]
+    keys = {"access_key": created["AccessKeyId"], "secret_key": created["SecretAccessKey"]}
+    args = login(scram_cluster, PASSWORD, destinations=[s3(auth_moto, bucket, keys)])
+    result = run_module_inprocess("pg_backup", args)
+    assert result.get("failed") and "manifest.json" in result["msg"], result
+    no_traceback(result)
+    assert objects(auth_moto, admin, bucket) == ([], [])

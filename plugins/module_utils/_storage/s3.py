@@ -253,6 +253,9 @@ class S3Writer:
             self.destination.confirm(artefact["name"], self.key(artefact["name"]), expected, found)
         checksum = base64.b64encode(hashlib.sha256(manifest_bytes).digest()).decode("ascii")
         key = self.key(MANIFEST_NAME)
+        # If the put or its read-back fails (the put may still have landed), abort() deletes the manifest first, so
+        # the artefacts it then deletes never leave a backup that looks complete.
+        self.keys.insert(0, key)
         self.destination.call(
             "uploading '%s'" % key,
             "put_object",

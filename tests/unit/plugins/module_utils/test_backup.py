@@ -132,6 +132,21 @@ def test_stream_command_passes_stdout_and_keeps_warnings():
     assert b"".join(seen) == b"data" and warnings == ["pg_dump: warning: old"]
 
 
+def test_stream_command_keeps_a_warnings_detail_and_hint_with_it():
+    # What libpq prints for the server's WARNING at connect (a collation version mismatch), then pg_dump's own.
+    lines = ["WARNING:  mismatch", "DETAIL:  created with 0.1", "HINT:  refresh", "pg_dump: warning: x"]
+    lines.append("pg_dump: hint: y")
+    script = "import sys; sys.stderr.write(%r)" % "\n".join(lines)
+    assert _pg_dump.stream_command(_sh(script), None, bool, "fake") == lines
+    with pytest.raises(_pg_dump.PgToolError, match="Query was"):
+        _pg_dump.stream_command(
+            _sh("import sys; sys.stderr.write('pg_dump: error: bad\\npg_dump: detail: Query was: x\\n')"),
+            None,
+            bool,
+            "fake",
+        )
+
+
 @pytest.mark.parametrize(
     ("script", "match"),
     [

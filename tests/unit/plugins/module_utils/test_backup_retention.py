@@ -63,3 +63,12 @@ def test_incomplete_backups_never_count_as_the_newest_good():
     items[1]["id"] = "old-good"
     keep = plan_retention(items, {"max_age_days": 1}, NOW)[0]
     assert [i for i, _reason in keep] == ["old-good"]
+
+
+def test_weekly_counts_an_iso_week_that_spans_new_year_once():
+    # Mon 28 Dec 2026 to Sun 3 Jan 2027 is one ISO week (2026-W53): its two halves are one weekly slot, so weekly=4
+    # keeps the newest backup of that week and of three more (down to the one of 20 Dec).
+    days = [(2026, 12, d) for d in range(20, 32)] + [(2027, 1, d) for d in range(1, 11)]
+    items = [{"id": "%d-%02d-%02d" % day, "when": calendar.timegm((*day, 2, 0, 0)), "complete": True} for day in days]
+    keep = sorted(i for i, _reason in plan_retention(items, {"weekly": 4}, calendar.timegm((2027, 1, 10, 12, 0, 0)))[0])
+    assert keep == ["2026-12-20", "2026-12-27", "2027-01-03", "2027-01-10"]
