@@ -91,7 +91,10 @@ _raw:
       description: When the backup ended, Unix time.
       type: float
     age_seconds:
-      description: Seconds since the backup ended, which is the current RPO of the database.
+      description:
+        - Seconds since the backup ended, which is the current RPO of the database; never negative.
+        - A backup that ended more than 300 seconds in the future (taken while a clock was ahead) is not returned,
+          with a warning, so it cannot pass a gate such as C(age_seconds < 3600).
       type: int
       sample: 1840
     destination:
@@ -161,7 +164,7 @@ class LookupModule(LookupBase):
             labels = [validate_label(term) for term in terms]
             destinations = build_destinations(destinations_options, warnings)
             verify = self.get_option("verify_checksums")
-            found = _backup_flows.list_backups_info(destinations, labels, verify, time.time())
+            found = _backup_flows.list_backups_info(destinations, labels, verify, time.time(), warnings)
         except LocksmithError as err:
             raise AnsibleLookupError(remove_values(to_native(err.msg), checked._no_log_values)) from err
         finally:

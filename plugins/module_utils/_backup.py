@@ -12,9 +12,11 @@ is retention applied there.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 
@@ -58,6 +60,12 @@ MAX_COMPRESSION_THREADS = 32
 # How far in the future a backup's end may be (clocks of hosts backing up to one place differ a little).
 CLOCK_SKEW_SECONDS = 300
 GLOBALS_TRAILER = b"PostgreSQL database cluster dump complete"
+# Directory-format staging (a plaintext dump, even when the backup is encrypted). Its run holds a lock on it, which
+# the kernel drops when that run dies, even of SIGKILL; OWNER_FILE, written once the lock is held, tells a dead
+# run's leftover from one being set up. One without it (made by an older version) is removed after the grace period.
+STAGING_PREFIX = ".locksmith-pg_backup-"
+STAGING_OWNER_FILE = "owner"
+STAGING_GRACE_SECONDS = 86400
 # Temporary tables (other sessions' included, which no one else may read) are never dumped, so never counted.
 _ROW_ESTIMATES = (
     "SELECT n.nspname AS schema, c.relname AS name, c.reltuples::bigint AS rows, c.relpersistence AS persistence "
@@ -75,12 +83,36 @@ FILTER_OPTIONS = ("schemas", "exclude_schemas", "tables", "exclude_tables")
 
 
 def partial_filters(manifest) -> dict:
-    """The schema and table filters a backup was taken with ({} for a whole database): a partial backup is never
-    the newest good one nor chosen for a whole-database restore unless named."""
+    """The schemas/tables filters a backup was taken with ({} for the whole database): a partial backup is never the
+    newest good one nor chosen for a whole-database restore unless named. Leaving a schema or table out
+    (exclude_schemas, exclude_tables: a cache, a log) still makes the database's backup."""
     recorded = (manifest or {}).get("filters")
     if not isinstance(recorded, dict):
         return {}
-    return {option: recorded[option] for option in FILTER_OPTIONS if recorded.get(option)}
+    return {option: recorded[option] for option in ("schemas", "tables") if recorded.get(option)}
+
+
+def filter_key(filters):
+    """What a backup's filters take, as names rather than as written ('users', 'public.users' and 'public."users"'
+    are one table): equal keys mean the same kind of backup. A manifest's filters that do not parse get a key of
+    their own."""
+    filters = filters or {}
+    if not isinstance(filters, dict):
+        return ("unreadable",)
+    key = []
+    for option in FILTER_OPTIONS:
+        values = filters.get(option) or []
+        try:
+            if not isinstance(values, list):
+                raise _postgres.InvalidIdentifier("not a list")
+            if option.endswith("schemas"):
+                names = {(_postgres.validate_identifier(v, option, quoted=True),) for v in values}
+            else:
+                names = {_postgres.split_qualified(v, option, quoted=True) for v in values}
+        except _postgres.InvalidIdentifier:
+            return ("unreadable", json.dumps(filters, sort_keys=True, default=str))
+        key.append(frozenset(names))
+    return tuple(key)
 
 
 _DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
@@ -164,7 +196,7 @@ class BackupJob:
                 option="jobs",
             )
         self.destinations = build_destinations(params["destinations"], warnings)
-        self.key = load_key(params.get("encryption_key"), params.get("encryption_key_file"))
+        self.key = load_key(params.get("encryption_key"), params.get("encryption_key_file"), warnings)
         self.pg_dump = find_tool("pg_dump", params.get("pg_bin_dir"))
         self.pg_dump_version, major = tool_version(self.pg_dump)
         self.compression = plan_compression(params.get("compression") or "zstd:3", major)
@@ -213,15 +245,12 @@ class BackupJob:
         return self.existing
 
     def same_filters(self, entry):
-        """Whether a backup was taken with this run's schema and table filters (as written)."""
-        recorded = (entry.manifest or {}).get("filters") or {}
-        if not isinstance(recorded, dict):
-            return False
-        for option in FILTER_OPTIONS:
-            value = recorded.get(option) or []
-            if not isinstance(value, list) or sorted(map(str, value)) != sorted(self.params.get(option) or []):
-                return False
-        return True
+        """Whether a backup was taken with filters that take what this run's take."""
+        return filter_key((entry.manifest or {}).get("filters")) == self.filter_key
+
+    @property
+    def filter_key(self):
+        return tuple(frozenset(self.filters[option]) for option in FILTER_OPTIONS)
 
     def newest_complete(self):
         """(entry, destination) of the newest complete backup across destinations, or (None, None)."""
@@ -268,7 +297,9 @@ class BackupJob:
         policy = destination.options.get("retention")
         if not policy:
             return [], []
-        entries = []
+        # Each kind of backup (the scheduled job's, a one-table export's, those made before the filters were
+        # edited) under the policy on its own: one never counts for another, and none escapes the policy.
+        groups = {}
         for e in self.existing.get(destination.index, []):
             if e.manifest_error:
                 # Not a leftover (its manifest, written last, is there) and never restored: left for a person to
@@ -278,12 +309,17 @@ class BackupJob:
                     % (destination.name, e.backup_id, e.manifest_error)
                 )
                 continue
-            if e.complete and not self.same_filters(e):
-                continue  # another kind of backup: neither counted nor pruned by this run's retention
-            entries.append({"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e})
+            # An incomplete one has no manifest to tell its kind; only its age counts (a leftover).
+            kind = filter_key((e.manifest or {}).get("filters")) if e.complete else self.filter_key
+            groups.setdefault(kind, []).append({"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e})
         if new_id is not None:
-            entries.append({"id": new_id, "when": now, "complete": True, "entry": None})
-        return plan_retention(entries, policy, now)
+            groups.setdefault(self.filter_key, []).append({"id": new_id, "when": now, "complete": True, "entry": None})
+        keep, prune = [], []
+        for kind in sorted(groups, key=repr):
+            kept, pruned = plan_retention(groups[kind], policy, now)
+            keep.extend(kept)
+            prune.extend(pruned)
+        return keep, prune
 
     # the dump ----------------------------------------------------------------------------------
     def _dump_args(self, fmt):
@@ -442,7 +478,8 @@ class BackupJob:
             stages = self._stages(method, self.compression["level"])
             return [self._artefact(name, writers, feed, stages, dict(extra, plain_name=safe + ".dump"))]
         try:
-            staging = tempfile.mkdtemp(prefix=".locksmith-pg_backup-", dir=self.params.get("work_dir"))
+            staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.params.get("work_dir"))
+            lock = _lock_staging(staging)
         except OSError as err:
             raise BackupError(
                 "work_dir '%s' cannot hold the directory-format staging area (%s); create it or choose another"
@@ -469,6 +506,22 @@ class BackupJob:
             return entries
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            os.close(lock)
+
+    def remove_stale_staging(self):
+        """Remove the plaintext staging dumps that killed runs left in the staging directory; warn for each."""
+        parent = self.params.get("work_dir") or tempfile.gettempdir()
+        try:
+            names = [n for n in os.listdir(parent) if n.startswith(STAGING_PREFIX)]
+        except OSError:
+            return  # no work_dir yet: nothing left over (a directory-format dump then names the problem)
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            if _remove_if_stale(path, self.clock()):
+                self.warnings.append(
+                    "removed %s, the staging area of a directory-format pg_backup run that was killed: it held the "
+                    "dump unencrypted, readable by this user, until now; find out what killed that run" % path
+                )
 
     def _dump_globals(self, writers):
         pg_dumpall = find_tool("pg_dumpall", self.params.get("pg_bin_dir"))
@@ -483,6 +536,7 @@ class BackupJob:
         """Take the backup into every destination; returns the result dict (raises if all failed)."""
         started = self.clock()
         backup_id = backup_id or new_backup_id(started)
+        self.remove_stale_staging()
         self.failed = {}
         writers = {}
         for destination in self.destinations:
@@ -594,6 +648,50 @@ class BackupJob:
             # Only with exact_row_counts, so manifests without the option stay as they were.
             **({"row_counts": self.row_counts} if self.row_counts else {}),
         }
+
+
+def _lock_staging(path):
+    """Hold an exclusive lock on a new staging directory for this run; returns the descriptor."""
+    fd = None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with open(os.path.join(path, STAGING_OWNER_FILE), "w", encoding="utf-8") as handle:
+            handle.write("%d\n" % os.getpid())
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        shutil.rmtree(path, ignore_errors=True)  # nothing was staged yet
+        raise
+    return fd
+
+
+def _remove_if_stale(path, now):
+    """Remove a staging directory that belongs to no running pg_backup; returns whether it did.
+
+    Its lock is free and it was set up (or is older than the grace period). Decided and removed under the lock, so a
+    run setting it up waits and cannot be mistaken for a dead one. A lock, unlike a PID, is not fooled by a reused
+    PID or by a run in another PID namespace sharing work_dir. Only this user's directories are considered, and a
+    symlink (planted in /tmp, say) is never followed.
+    """
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        owned = os.path.exists(os.path.join(path, STAGING_OWNER_FILE))
+        if not owned and now - info.st_mtime <= STAGING_GRACE_SECONDS:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return not os.path.lexists(path)
+    except OSError:
+        return False  # a running backup holds it
+    finally:
+        os.close(fd)
 
 
 def _is_plain(name):

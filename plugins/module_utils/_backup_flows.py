@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.locksmith.ops.plugins.module_utils._backup import BackupError, iso, partial_filters
+from ansible_collections.locksmith.ops.plugins.module_utils._backup import (
+    CLOCK_SKEW_SECONDS,
+    BackupError,
+    iso,
+    partial_filters,
+)
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import verify_entry
 from ansible_collections.locksmith.ops.plugins.module_utils._crypto_stream import ALGORITHM, key_id
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import find_tool
@@ -105,9 +110,10 @@ def apply_verified(job, backup_id=None):
     return {"changed": False, "backup": manifest, "verification": checks}
 
 
-def list_backups_info(destinations, labels, verify_checksums, now):
+def list_backups_info(destinations, labels, verify_checksums, now, warnings=None):
     """pg_backup_info: every backup at every destination, checked, plus the newest good one per label."""
     backups, newest = [], {}
+    warnings = warnings if warnings is not None else []
     for destination in destinations:
         destination.check_access(False)
         wanted = labels or destination.labels()
@@ -119,15 +125,25 @@ def list_backups_info(destinations, labels, verify_checksums, now):
                 check["manifest"] = entry.manifest
                 backups.append(check)
                 # A partial backup (a one-table export) does not hold the database: listed, never its RPO.
-                whole = not partial_filters(entry.manifest)
-                if check["valid"] and whole and (label not in newest or entry.ended > newest[label]["ended_epoch"]):
+                counted = check["valid"] and not partial_filters(entry.manifest)
+                if counted and entry.ended - now > CLOCK_SKEW_SECONDS:
+                    # As in pg_backup's due(): made while a clock was ahead, its age would be negative and pass any
+                    # "age < RPO" gate until the clock catches up. Listed, never the newest good one.
+                    warnings.append(
+                        "%s: backup %s of '%s' ended at %s, %ds in the future; it was made while a clock was wrong, "
+                        "so it is not counted as the newest good backup: check NTP on the hosts that back up"
+                        % (destination.name, entry.backup_id, label, iso(entry.ended), entry.ended - now)
+                    )
+                    counted = False
+                if counted and (label not in newest or entry.ended > newest[label]["ended_epoch"]):
                     newest[label] = {
                         "id": entry.backup_id,
                         "destination": destination.name,
                         "location": check["location"],
                         "ended_at": iso(entry.ended),
                         "ended_epoch": entry.ended,
-                        "age_seconds": int(now - entry.ended),
+                        # Within the allowed clock skew an end a little ahead is "just now", not a negative age.
+                        "age_seconds": max(0, int(now - entry.ended)),
                     }
     return {
         "backups": backups,

@@ -12,7 +12,12 @@ import subprocess  # nosec B404 - runs pg_restore with argv lists, never a shell
 import tempfile
 
 from ansible_collections.locksmith.ops.plugins.module_utils._backup import GLOBALS_TRAILER, BackupError
-from ansible_collections.locksmith.ops.plugins.module_utils._crypto_stream import SUFFIX, CryptoError, Decryptor
+from ansible_collections.locksmith.ops.plugins.module_utils._crypto_stream import (
+    SUFFIX,
+    CryptoError,
+    Decryptor,
+    key_id,
+)
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._stream import decompressor
 
@@ -51,6 +56,15 @@ def plain_chunks(destination, label, backup_id, artefact, key, digest=None):
         yield tail
 
 
+def key_mismatch(manifest, key):
+    """Why ``key`` cannot open this backup, from the key id its manifest records; None when it may."""
+    recorded = ((manifest or {}).get("encryption") or {}).get("key_id")
+    if key is None or not recorded or key_id(key) == recorded:
+        return None
+    message = "the backup was encrypted with key id %s, the key given has id %s; give the key it was made with"
+    return message % (recorded, key_id(key))
+
+
 def verify_entry(entry, key=None, read_data=True, pg_restore=None):
     """Check one backup: manifest, sizes, stored checksums, and (read_data) sha256 plus pg_restore --list."""
     destination, label, backup_id = entry.destination, entry.label, entry.backup_id
@@ -63,6 +77,10 @@ def verify_entry(entry, key=None, read_data=True, pg_restore=None):
             result["errors"].append("no manifest: the backup is incomplete and must not be restored")
         result["valid"] = False
         return result
+    # Said once, by key id, instead of "does not authenticate" for every artefact; the checksums are still read.
+    wrong_key = key_mismatch(entry.manifest, key)
+    if wrong_key:
+        result["errors"].append(wrong_key)
     for artefact in entry.manifest.get("artefacts", []):
         name = artefact["name"]
         stat = destination.stat(label, backup_id, name)
@@ -84,7 +102,7 @@ def verify_entry(entry, key=None, read_data=True, pg_restore=None):
             continue
         digest = hashlib.sha256()
         try:
-            if pg_restore and artefact.get("kind") in ("dump", "globals"):
+            if pg_restore and not wrong_key and artefact.get("kind") in ("dump", "globals"):
                 _check_content(destination, label, backup_id, artefact, key, digest, pg_restore)
             else:
                 for chunk in destination.read_chunks(label, backup_id, name):

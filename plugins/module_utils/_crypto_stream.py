@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 import struct
 
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
@@ -71,13 +72,19 @@ def parse_key(text, source):
 MAX_KEY_FILE_BYTES = 1024
 
 
-def load_key(key=None, key_file=None):
-    """The key from ``encryption_key`` or ``encryption_key_file``, or None when neither is set."""
+def load_key(key=None, key_file=None, warnings=None):
+    """The key from ``encryption_key`` or ``encryption_key_file``, or None when neither is set.
+
+    A key file others can read or write is refused (anyone on the host could read every backup, or swap the key),
+    as the file secrets backend refuses its file; one only a group can read (root:backup 0640) is warned about.
+    """
     if key:
         return parse_key(key, "encryption_key")
     if key_file:
         try:
             with open(key_file, "rb") as handle:
+                # The mode of the file read, not of whatever is at the path a moment before.
+                mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
                 # A key is at most 64 hex characters and a newline; never read a device or a large file whole.
                 data = handle.read(MAX_KEY_FILE_BYTES + 1)
         except OSError as err:
@@ -89,6 +96,16 @@ def load_key(key=None, key_file=None):
             raise CryptoError(
                 "encryption_key_file '%s' holds more than %d bytes, more than any key; point it at the file that "
                 "holds only the key (32 raw bytes, 64 hex characters or base64)" % (key_file, MAX_KEY_FILE_BYTES)
+            )
+        if mode & 0o007:
+            raise CryptoError(
+                "encryption_key_file '%s' is readable or writable by others (mode %04o); run `chmod 600 %s` and "
+                "give it to the user that runs the backup" % (key_file, mode, key_file)
+            )
+        if mode & 0o070 and warnings is not None:
+            warnings.append(
+                "encryption_key_file '%s' is open to its group (mode %04o); unless that group is meant to read "
+                "every backup, run `chmod 600 %s`" % (key_file, mode, key_file)
             )
         return parse_key(data, "encryption_key_file '%s'" % key_file)
     return None

@@ -100,7 +100,7 @@ class ClusterRestoreJob:
                     option="assertions",
                 )
         self.destinations = build_destinations(params["destinations"], warnings)
-        self.key = load_key(params.get("encryption_key"), params.get("encryption_key_file"))
+        self.key = load_key(params.get("encryption_key"), params.get("encryption_key_file"), warnings)
         self.pg_restore = find_tool("pg_restore", params.get("pg_bin_dir"))
         self.server = R.Server(params)
         self.entry = None

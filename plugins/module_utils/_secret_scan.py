@@ -44,9 +44,12 @@ _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*?
 # Values that say what to put there instead of holding it: a mask, an instruction, a token-replacement marker, or
 # AWS's documented example keys (AKIAIOSFODNN7EXAMPLE). detect-secrets filters templates ({{ x }}, ${X}) only.
 # Not changeme or changeit: those are real default passwords (Java's keystore's), and one left in a config is a finding.
+# Each form is narrow (words inside the markers, a mask character repeated, AWS's own example keys by name), so a
+# real value that merely has the shape (<Zq8#kL2!pW>, 00000000, Kx9/aB+EXAMPLE) is still reported.
 _PLACEHOLDER = re.compile(
-    r"(?i:(.)\1*|<[^<>]*>|__\w+__|@@\w+@@|(?:your|my)[\w-]*[_-]here|replace[_-]?me|todo|tbd|fixme"
-    r"|placeholder|redacted)\Z|[A-Za-z0-9/+]*EXAMPLE(?:KEY)?\Z"
+    r"(?i:([x*#.])\1{2,}|<[a-z][a-z _.-]*>|__[a-z][a-z_]*__|@@[a-z][a-z_]*@@|your[_-][a-z_-]*[_-]here"
+    r"|replace[_-]?me|todo|tbd|fixme|placeholder|redacted)\Z"
+    r"|(?:AKIAIOSFODNN7|AKIAI44QH8DHB)EXAMPLE\Z|(?:wJalrXUtnFEMI/K7MDENG/bPxRfiCY|je7MtGbClwBF/2Zp9Utk/h3yCo8nvb)EXAMPLEKEY\Z"
 )
 
 

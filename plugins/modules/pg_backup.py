@@ -31,7 +31,8 @@ description:
     there, and never deletes the newest complete backup. It keeps and prunes only backups taken with the same
     filters as this run. When a deletion is refused, the run fails, still returning the verified backup.
   - O(state=verified) re-reads an existing backup, checks every artefact's SHA-256 against the
-    manifest and runs C(pg_restore --list) on it. It changes nothing.
+    manifest and runs C(pg_restore --list) on it. It changes nothing. A key other than the one the backup was
+    encrypted with is named by its key id and the manifest's.
   - Never touched, by any state, the database's contents, other databases' backups, or objects
     at the destinations that are not backups of this label.
 options:
@@ -131,7 +132,10 @@ options:
     type: str
     version_added: 0.1.0
   encryption_key_file:
-    description: File holding the encryption key (32 raw bytes, 64 hex characters or base64).
+    description:
+      - File holding the encryption key (32 raw bytes, 64 hex characters or base64).
+      - It must be readable only by the user running the backup (C(chmod 600)). A file others can read or write is
+        refused, naming the file; one its group can read (C(root:backup 0640), say) is used, with a warning.
     type: path
     version_added: 0.1.0
   min_interval_seconds:
@@ -146,7 +150,11 @@ options:
     type: str
     version_added: 0.1.0
   work_dir:
-    description: Staging directory for O(format=directory); the system temporary directory when omitted.
+    description:
+      - Staging directory for O(format=directory); the system temporary directory when omitted.
+      - The staged dump is not encrypted, even with O(encryption_key). A run removes its staging area when it ends;
+        one left by a run that was killed (C(.locksmith-pg_backup-*), no longer locked by a running backup) is
+        removed by the next O(state=present) run, with a warning.
     type: path
     version_added: 0.1.0
   metrics_dir:

@@ -13,7 +13,9 @@ description:
     whether it is complete (its manifest exists) and checksum-valid.
   - Checks sizes and, for S3, the checksum S3 stored at upload against the manifest. With
     O(verify_checksums), it also re-reads every artefact and compares its SHA-256 with the manifest.
-  - Reports the newest good backup of each database and its age, which is the current RPO.
+  - Reports the newest good backup of each database and its age, which is the current RPO. A backup that ended
+    more than 300 seconds in the future (taken while a clock was ahead) is listed but never the newest good one,
+    with a warning, as M(locksmith.ops.pg_backup) does not count it as recent; so an age is never negative.
   - Read-only. It never writes, prunes or decrypts anything; it needs no encryption key and no
     database connection.
 options:
@@ -133,7 +135,9 @@ def main():
     try:
         labels = [validate_label(params["database"])] if params["database"] else None
         destinations = build_destinations(params["destinations"], warnings)
-        result = _backup_flows.list_backups_info(destinations, labels, params["verify_checksums"], time.time())
+        result = _backup_flows.list_backups_info(
+            destinations, labels, params["verify_checksums"], time.time(), warnings
+        )
     except LocksmithError as err:
         for warning in warnings:
             module.warn(warning)

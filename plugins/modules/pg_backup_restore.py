@@ -240,7 +240,10 @@ options:
     type: str
     version_added: 0.1.0
   encryption_key_file:
-    description: File holding the key; mutually exclusive with O(encryption_key).
+    description:
+      - File holding the key; mutually exclusive with O(encryption_key).
+      - As in M(locksmith.ops.pg_backup), a file others can read or write is refused (C(chmod 600) it); one its
+        group can read is used, with a warning.
     type: path
     version_added: 0.1.0
   pg_bin_dir:

@@ -16,10 +16,11 @@ description:
     strings) with its default false-positive filters; and a rule for env files (O(env_file_patterns)) that
     reports every C(KEY=value) line whose value is not empty, because an env file in a repository or a
     shared directory is where a secret ends up when it is not in the secret store.
-  - A value that is evidently a placeholder is not reported, such as one character repeated (V(xxxxxxxx), V(********)),
-    V(<...>), V(__NAME__), V(@@NAME@@), V(your_..._here), V(REPLACE_ME), V(TODO), V(FIXME), and the example keys
-    of AWS's documentation (ending in V(EXAMPLE) or V(EXAMPLEKEY)). The env-file rule still reports them, and a
-    default password such as V(changeme) is reported.
+  - A value that is evidently a placeholder is not reported - a mask character repeated (V(xxxxxxxx), V(********)),
+    words in markers (V(<password>), V(__DB_PASSWORD__), V(@@TOKEN@@)), V(your_..._here), V(REPLACE_ME), V(TODO),
+    V(FIXME), and AWS's documented example keys (V(AKIAIOSFODNN7EXAMPLE)). A real value of that shape
+    (V(<Zq8#kL2!pW>), V(00000000)) and a default password such as V(changeme) are reported; the env-file rule
+    reports every value.
   - The value that matched is never returned, logged or put in a message, and neither is a hash of it (a hash of
     a short password is reversed by guessing). Use the file and line to find it.
   - C(.git) directories are never scanned (their objects hold every old version of every file). Symbolic links

@@ -177,3 +177,26 @@ def test_exact_counts_on_a_standby_with_an_unlogged_table(pg_cluster, pg_databas
         [str(PG_BIN_DIR / "pg_restore"), "--list", str(dump)], capture_output=True, text=True, check=True
     )
     assert "TABLE public cache" in listed.stdout and "TABLE DATA public cache" not in listed.stdout, listed
+
+
+def test_backups_made_before_the_filters_were_edited_stay_under_retention(pg_cluster, pg_database, tmp_path):
+    # The scheduled job first left out one table, then two. The earlier backups are another kind (they do not make
+    # the new job "not due"), but retention still prunes them down to their newest, as it does the new ones.
+    seed(pg_cluster, pg_database, rows=10)
+    dest = local(tmp_path, retention={"keep_last": 1})
+    keep_all = local(tmp_path, retention={"keep_last": 5})  # the same directory, while the old job ran
+    old = [
+        backup(pg_cluster, pg_database, [keep_all], exclude_tables=["sales.orders"])["backup"]["id"] for n in range(2)
+    ]
+    # The same filters written another way are the same kind: not due within the interval.
+    same = backup(pg_cluster, pg_database, [dest], exclude_tables=['"sales"."orders"'], min_interval_seconds=3600)
+    assert same["changed"] is False and same["backup"]["id"] == old[1], same
+    edited = backup(
+        pg_cluster, pg_database, [dest], exclude_tables=["sales.orders", "users"], min_interval_seconds=3600
+    )
+    assert edited["changed"] is True, edited
+    assert [p["id"] for p in edited["pruned"]] == [old[0]], edited["pruned"]
+    ids = sorted(b["id"] for b in info([dest], database=pg_database)["backups"])
+    assert ids == sorted([old[1], edited["backup"]["id"]]), ids
+    # Leaving tables out still backs up the database: the newest is the RPO's backup.
+    assert info([dest], database=pg_database)["newest_good"][pg_database]["id"] == edited["backup"]["id"]

@@ -259,3 +259,19 @@ def test_a_damaged_metrics_file_is_replaced_with_a_warning(tmp_path):
     warnings = []
     _backup_flows.write_metrics(str(tmp_path), "app", 1000, 5, copies, True, 90000, warnings)
     assert warnings == []
+
+
+def test_filters_written_differently_but_taking_the_same_are_one_kind():
+    j = job(tables=["users"], exclude_schemas=["tmp"])
+    same = {"tables": ["public.users", 'public."users"'], "exclude_schemas": ['"tmp"'], "schemas": []}
+    assert _backup.filter_key(same) == j.filter_key
+    assert _backup.filter_key({"tables": ["public.orders"], "exclude_schemas": ["tmp"]}) != j.filter_key
+    assert _backup.filter_key(None) == job().filter_key  # a manifest from before filters were recorded
+    assert _backup.filter_key({"tables": "users"})[0] == "unreadable"
+
+
+def test_only_include_filters_make_a_backup_partial():
+    # Leaving a cache schema or a log table out is still the database's backup (the role's README suggests it).
+    assert _backup.partial_filters({"filters": {"exclude_schemas": ["cache"], "exclude_tables": ["log"]}}) == {}
+    assert _backup.partial_filters({"filters": {"tables": ["users"], "exclude_tables": []}}) == {"tables": ["users"]}
+    assert _backup.partial_filters({"filters": "damaged"}) == {}

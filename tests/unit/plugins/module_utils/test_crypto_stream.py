@@ -75,17 +75,36 @@ def test_bad_keys_name_the_option_and_the_fix(text):
 def test_key_file(tmp_path):
     path = tmp_path / "k"
     path.write_bytes(KEY)
+    path.chmod(0o600)
     assert cs.load_key(key_file=str(path)) == KEY
     assert cs.load_key() is None
     with pytest.raises(cs.CryptoError, match="cannot be read"):
         cs.load_key(key_file=str(tmp_path / "missing"))
     (tmp_path / "hex").write_text(KEY.hex() + "\n")
+    (tmp_path / "hex").chmod(0o600)
     assert cs.load_key(key_file=str(tmp_path / "hex")) == KEY
     # /dev/zero was read whole (memory exhausted); a file larger than any key is refused after 1 KiB.
     (tmp_path / "big").write_bytes(b"a" * 5000)
+    (tmp_path / "big").chmod(0o600)
     for big in ("/dev/zero", str(tmp_path / "big")):
         with pytest.raises(cs.CryptoError, match="holds more than 1024 bytes, more than any key"):
             cs.load_key(key_file=big)
+
+
+def test_key_file_others_may_read_is_refused_and_one_a_group_may_read_is_warned(tmp_path):
+    path = tmp_path / "k"
+    path.write_text(KEY.hex())
+    for mode in (0o644, 0o602):
+        path.chmod(mode)
+        with pytest.raises(cs.CryptoError, match=r"readable or writable by others \(mode %04o\).*chmod 600" % mode):
+            cs.load_key(key_file=str(path), warnings=[])
+    path.chmod(0o640)
+    warnings = []
+    assert cs.load_key(key_file=str(path), warnings=warnings) == KEY
+    assert len(warnings) == 1 and str(path) in warnings[0] and "chmod 600" in warnings[0]
+    path.chmod(0o400)
+    warnings = []
+    assert cs.load_key(key_file=str(path), warnings=warnings) == KEY and not warnings
 
 
 def test_key_id_is_stable_and_reveals_nothing():

@@ -241,3 +241,11 @@ def test_file_names_that_are_not_utf8_are_reported_readably(tmp_path, ansible):
     result = ansible.run_task("locksmith.ops.secret_scan", {"paths": [str(root)], "fail_on_findings": False})
     assert result.get("failed") is not True, result
     assert result["findings"] == [{"file": "%s/caf\\xe9.env" % root, "line": 1, "type": _secret_scan.ENV_FILE_TYPE}]
+
+
+@pytest.mark.parametrize(
+    "value", ["<Zq8#kL2!pW>", "__Xk29fjsl2kfj__", "@@Zq8kL2pW@@", "Kx9/aB+EXAMPLE", "00000000", "changeit", "changeme"]
+)
+def test_a_real_value_shaped_like_a_placeholder_is_still_a_secret(value):
+    # Only words inside the markers, a mask character repeated and AWS's own example keys are placeholders.
+    assert not _secret_scan.is_placeholder(value)
