@@ -96,23 +96,54 @@ def filter_key(filters):
     """What a backup's filters take, as names rather than as written ('users', 'public.users' and 'public."users"'
     are one table): equal keys mean the same kind of backup. A manifest's filters that do not parse get a key of
     their own."""
-    filters = filters or {}
-    if not isinstance(filters, dict):
+    if filters is not None and not isinstance(filters, dict):
         return ("unreadable",)
-    key = []
+    try:
+        parsed = parse_filters(filters)
+    except _postgres.InvalidIdentifier:
+        return ("unreadable", json.dumps(filters, sort_keys=True, default=str))
+    return tuple(frozenset(parsed[option]) for option in FILTER_OPTIONS)
+
+
+def parse_filters(values) -> dict:
+    """{option: [names, ...]} from pg_backup's filter options (or a manifest's recorded ``filters``), as written:
+    schemas as (schema,), tables as (schema, table); a name needing quotes is written '"My Schema"', as in SQL.
+
+    Raises InvalidIdentifier naming the entry that is not a name.
+    """
+    if values is not None and not isinstance(values, dict):
+        raise _postgres.InvalidIdentifier(
+            "filters %r are not a mapping of option to names" % (values,), option="filters"
+        )
+    parsed = {}
     for option in FILTER_OPTIONS:
-        values = filters.get(option) or []
-        try:
-            if not isinstance(values, list):
-                raise _postgres.InvalidIdentifier("not a list")
-            if option.endswith("schemas"):
-                names = {(_postgres.validate_identifier(v, option, quoted=True),) for v in values}
-            else:
-                names = {_postgres.split_qualified(v, option, quoted=True) for v in values}
-        except _postgres.InvalidIdentifier:
-            return ("unreadable", json.dumps(filters, sort_keys=True, default=str))
-        key.append(frozenset(names))
-    return tuple(key)
+        names = (values or {}).get(option) or []
+        if not isinstance(names, list):
+            raise _postgres.InvalidIdentifier("%s must be a list of names" % option, option=option)
+        if option in ("schemas", "exclude_schemas"):
+            parsed[option] = [
+                (_postgres.validate_identifier(name, "%s[%d]" % (option, index), quoted=True),)
+                for index, name in enumerate(names)
+            ]
+        else:
+            parsed[option] = [
+                _postgres.split_qualified(name, "%s[%d]" % (option, index), quoted=True)
+                for index, name in enumerate(names)
+            ]
+    return parsed
+
+
+def filters_take(filters, schema, table) -> bool:
+    """Whether pg_dump, given ``filters`` (parse_filters: exact names), dumps the table ``schema``.``table``.
+
+    As in pg_dump, --table selects regardless of --schema and --exclude-schema, and --exclude-table wins.
+    """
+    if filters["tables"]:
+        taken = (schema, table) in filters["tables"]
+    else:
+        in_schemas = not filters["schemas"] or (schema,) in filters["schemas"]
+        taken = in_schemas and (schema,) not in filters["exclude_schemas"]
+    return taken and (schema, table) not in filters["exclude_tables"]
 
 
 _DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
@@ -169,17 +200,7 @@ class BackupJob:
         else:
             self.label = _postgres.validate_identifier(params.get("database"), "database")
         # The names the filters stand for (one needing quotes is written '"My Schema"', as in SQL).
-        self.filters = {}
-        for option in ("schemas", "exclude_schemas"):
-            self.filters[option] = [
-                (_postgres.validate_identifier(name, "%s[%d]" % (option, index), quoted=True),)
-                for index, name in enumerate(params.get(option) or [])
-            ]
-        for option in ("tables", "exclude_tables"):
-            self.filters[option] = [
-                _postgres.split_qualified(name, "%s[%d]" % (option, index), quoted=True)
-                for index, name in enumerate(params.get(option) or [])
-            ]
+        self.filters = parse_filters(params)
         if params.get("jobs", 1) < 1:
             raise BackupError("jobs must be 1 or more (it is %s)" % params.get("jobs"), option="jobs")
         threads = params.get("compression_threads", 1)
@@ -351,16 +372,8 @@ class BackupJob:
         }
 
     def _dumped(self, schema, table):
-        """Whether pg_dump's filters (exact names) take this table: a table left out is neither counted nor listed.
-
-        As in pg_dump, --table selects regardless of --schema and --exclude-schema, and --exclude-table wins.
-        """
-        f = self.filters
-        if f["tables"]:
-            taken = (schema, table) in f["tables"]
-        else:
-            taken = (not f["schemas"] or (schema,) in f["schemas"]) and (schema,) not in f["exclude_schemas"]
-        return taken and (schema, table) not in f["exclude_tables"]
+        """Whether pg_dump's filters take this table: a table left out is neither counted nor listed."""
+        return filters_take(self.filters, schema, table)
 
     def _exact_counts(self, database):
         """(open connection, exported snapshot, {table: count(*)}): pg_dump then dumps that same snapshot.

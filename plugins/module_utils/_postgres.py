@@ -112,6 +112,12 @@ def dump_pattern(*parts):
     return ".".join('"%s"' % part.replace('"', '""') for part in parts)
 
 
+def written(*parts):
+    """The name as an option takes it (split_qualified with ``quoted``): a part that is no plain identifier is
+    double-quoted, as in SQL, so 'shop."a.b"' and '"shop.a".b' stay two names."""
+    return ".".join(part if _IDENTIFIER.match(part) else '"%s"' % part.replace('"', '""') for part in parts)
+
+
 def identifier(*parts):
     """psycopg2.sql.Identifier for validated parts (schema, table, ...)."""
     return sql.Identifier(*parts)

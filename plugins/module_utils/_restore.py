@@ -21,8 +21,8 @@ from contextlib import contextmanager
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _postgres
 from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import WRITER_ROLE
+from ansible_collections.locksmith.ops.plugins.module_utils._backup import filters_take, parse_filters, partial_filters
 from ansible_collections.locksmith.ops.plugins.module_utils._backup import iso as iso_utc
-from ansible_collections.locksmith.ops.plugins.module_utils._backup import partial_filters
 from ansible_collections.locksmith.ops.plugins.module_utils._backup_verify import artefact_suffixes, plain_chunks
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
 from ansible_collections.locksmith.ops.plugins.module_utils._pg_dump import READ_SIZE, dump_env, stream_command
@@ -146,11 +146,15 @@ def scratch_name(database, backup_id, mode):
     return "%s_%s_%s" % (prefix, database[:40], tag)
 
 
-def choose_backup(destinations, label, backup_id=None, stat_check=True, all_databases=False, partial_ok=False):
+def choose_backup(
+    destinations, label, backup_id=None, stat_check=True, all_databases=False, partial_ok=False, tables=()
+):
     """(entry, skipped): the named backup, or the newest complete one whose artefacts pass the metadata check.
 
     Unless named or ``partial_ok`` (a tables restore), a backup taken with schema or table filters is passed
-    over: restoring a one-table export as the database would replace the database with one table.
+    over: restoring a one-table export as the database would replace the database with one table. Given
+    ``tables`` ((schema, table) pairs a tables restore wants), a partial backup is taken, named or not, only
+    when its filters took every one of them.
 
     ``skipped`` lists newer backups passed over, with why, so the report shows what was not restorable.
     """
@@ -190,6 +194,20 @@ def choose_backup(destinations, label, backup_id=None, stat_check=True, all_data
                 }
             )
             continue
+        # Any filter may have left a wanted table out, an exclude one too (a whole-database backup without its log).
+        recorded = entry.manifest.get("filters")
+        missing = tables and recorded and missing_tables(recorded, tables)
+        if missing:
+            taken = recorded.items() if isinstance(recorded, dict) else [("filters", recorded)]
+            skipped.append(
+                {
+                    "id": entry.backup_id,
+                    "destination": entry.destination.name,
+                    "reason": "partial (taken with %s): %s"
+                    % (", ".join("%s %s" % (k, v) for k, v in sorted(taken) if v), missing),
+                }
+            )
+            continue
         problems = metadata_problems(entry) if stat_check else []
         if problems:
             skipped.append(
@@ -206,6 +224,17 @@ def choose_backup(destinations, label, backup_id=None, stat_check=True, all_data
         ),
         skipped=skipped,
     )
+
+
+def missing_tables(recorded, tables):
+    """Why a backup taken with the filters ``recorded`` in its manifest (excludes included) cannot restore
+    ``tables`` ((schema, table) pairs), or '' when pg_dump's filters took every one of them."""
+    try:
+        filters = parse_filters(recorded)
+    except _postgres.InvalidIdentifier as err:
+        return "its filters cannot be read (%s)" % err.msg
+    lacking = [_postgres.written(schema, table) for schema, table in tables if not filters_take(filters, schema, table)]
+    return "does not hold %s" % ", ".join(lacking) if lacking else ""
 
 
 def metadata_problems(entry):
@@ -375,7 +404,7 @@ def _utf8(text):
 
 
 def parse_toc(text):
-    """{'extensions': [...], 'owners': [...], 'tables': ['schema.table', ...]} from a --list listing."""
+    """{'extensions': [...], 'owners': [...], 'tables': [(schema, table), ...]} from a --list listing."""
     extensions, owners, tables = set(), set(), set()
     for line in text.splitlines():
         match = _TOC_LINE.match(line.strip())
@@ -390,7 +419,7 @@ def parse_toc(text):
         elif words[0] in _OWNED and len(words) == 4:
             owners.add(words[3])
             if words[0] == "TABLE":
-                tables.add("%s.%s" % (words[1], words[2]))
+                tables.add((words[1], words[2]))
     return {"extensions": sorted(extensions), "owners": sorted(owners), "tables": sorted(tables)}
 
 
@@ -500,11 +529,13 @@ def run_pg_restore(argv, params, target, describe):
 
 
 def tables_by_schema(tables):
-    """{'schema': ['table', ...]} from 'schema.table' / 'table' entries, validated."""
+    """{'schema': ['table', ...]} from 'schema.table' / 'table' entries, validated (a name with a dot is written
+    quoted: '"v1.2".orders'); the names are kept apart, never joined into one string to be split again."""
     grouped = {}
     for index, name in enumerate(tables):
         schema, table = _postgres.split_qualified(name, "tables[%d]" % index, quoted=True)
-        grouped.setdefault(schema, []).append(table)
+        if table not in grouped.setdefault(schema, []):
+            grouped[schema].append(table)
     return grouped
 
 

@@ -24,7 +24,8 @@ class ReportError(LocksmithError):
 
 
 def manifest_counts(manifest, database):
-    """({'schema.table': rows}, 'exact'|'estimate'): exact counts when pg_backup recorded them."""
+    """({'schema.table': rows}, 'exact'|'estimate'): exact counts when pg_backup recorded them (keys joined as
+    pg_backup writes them: compare with "%s.%s" % (schema, table), never split one)."""
     exact = (manifest.get("row_counts") or {}).get(database)
     if exact:
         return exact, "exact"
@@ -41,24 +42,29 @@ def count_matches(expected, actual, kind, tolerance):
 
 
 def check_row_counts(server, target, manifest, database, table_map, tolerance):
-    """One check per table: exact count(*) in the restored database against the manifest."""
+    """One check per table: exact count(*) in the restored database against the manifest.
+
+    ``table_map`` is {(schema, table) backed up: (schema, table) restored}. The manifest's keys are pg_backup's
+    "schema.table" strings: looked up as built from the pair, never split, since either name may hold a dot.
+    """
     counts, kind = manifest_counts(manifest, database)
     checks = []
     for source, restored in sorted(table_map.items()):
-        if source not in counts:
+        key = "%s.%s" % source
+        if key not in counts:
             continue
+        subject = "%s.%s" % restored
         # Names come from the archive's own table of contents: any name PostgreSQL allows ("order-items",
         # "Café"), quoted by sql.Identifier, never checked against the plain-identifier rule for user input.
-        schema, _dot, table = restored.partition(".")
-        statement = _sql().SQL("SELECT count(*) AS n FROM {}").format(_sql().Identifier(schema, table))
+        statement = _sql().SQL("SELECT count(*) AS n FROM {}").format(_sql().Identifier(*restored))
         try:
             actual = server.run(target, statement, rows=True)[0]["n"]
         except StatementRefused as err:  # the table is missing or unreadable: this check fails, the others run
-            checks.append(_check("row_count", restored, counts[source], None, False, err.msg))
+            checks.append(_check("row_count", subject, counts[key], None, False, err.msg))
             continue
-        ok = count_matches(counts[source], actual, kind, tolerance)
-        note = "manifest %s%s" % (kind, " (never analyzed: not compared)" if counts[source] is None else "")
-        checks.append(_check("row_count", restored, counts[source], actual, ok, note))
+        ok = count_matches(counts[key], actual, kind, tolerance)
+        note = "manifest %s%s" % (kind, " (never analyzed: not compared)" if counts[key] is None else "")
+        checks.append(_check("row_count", subject, counts[key], actual, ok, note))
     return checks
 
 

@@ -56,7 +56,11 @@ class RestoreJob:
     def plan(self):
         """Choose the backup and check every interlock; changes nothing."""
         self.entry, self.skipped = R.choose_backup(
-            self.destinations, self.database, self.params.get("backup_id"), partial_ok=self.mode == "tables"
+            self.destinations,
+            self.database,
+            self.params.get("backup_id"),
+            partial_ok=self.mode == "tables",
+            tables=[(schema, name) for schema, names in sorted(self.tables.items()) for name in names],
         )
         R.check_artefacts(self.entry)
         if self.mode == "drill" and self.target is None:
@@ -123,8 +127,8 @@ class RestoreJob:
                 where = self.target_schema or schema
                 if self.server.table_exists(self.target, where, name) and not self.params.get("allow_nonempty"):
                     raise R.RestoreError(
-                        "table %s.%s exists in '%s'; set allow_nonempty: true to replace it, or restore into "
-                        "another schema with target_schema" % (where, name, self.target),
+                        "table %s exists in '%s'; set allow_nonempty: true to replace it, or restore into "
+                        "another schema with target_schema" % (_postgres.written(where, name), self.target),
                         option="allow_nonempty",
                     )
 
@@ -169,7 +173,7 @@ class RestoreJob:
                         self.target,
                         "pg_restore of backup %s into '%s'" % (self.entry.backup_id, self.target),
                     )
-                    table_map = {name: name for name in toc["tables"]}
+                    table_map = {name: name for name in toc["tables"]}  # (schema, table): (schema, table)
             with phases.timed("verify"):
                 checks += self._verify(table_map, toc)
             verified_at = self.clock()
@@ -198,7 +202,11 @@ class RestoreJob:
         return result
 
     def _restore_tables(self, plain_path, scratch, work):
-        """Chosen tables into a scratch database, moved to target_schema there, then dumped into the target."""
+        """Chosen tables into a scratch database, moved to target_schema there, then dumped into the target.
+
+        Returns {(schema, table) in the backup: (schema, table) restored}: names stay apart, as a schema or table
+        name may hold a dot ("v1.2".orders).
+        """
         self.server.create_database(scratch)
         sql = R._sql()
         table_map, patterns = {}, []
@@ -222,13 +230,13 @@ class RestoreJob:
                             _postgres.identifier(schema, name), _postgres.identifier(where)
                         ),
                     )
-                table_map["%s.%s" % (schema, name)] = "%s.%s" % (where, name)
+                table_map[(schema, name)] = (where, name)
                 patterns.append("--table=%s" % _postgres.dump_pattern(where, name))
         moved = os.path.join(work, "tables.dump")
         pg_dump = find_tool("pg_dump", self.params.get("pg_bin_dir"))
         argv = [pg_dump, "--format=custom", "--no-password", "--no-owner", "--file=%s" % moved, *patterns]
         stream_command(argv, dump_env(self.params, scratch), lambda data: True, "pg_dump of the restored tables")
-        restored = [name.split(".") for name in sorted(table_map.values())]
+        restored = sorted(table_map.values())
         for schema in sorted({schema for schema, _name in restored}):
             self.server.run(self.target, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_postgres.identifier(schema)))
         # One statement, without CASCADE: all the tables go or none does, and a view, foreign key or rule of

@@ -106,6 +106,19 @@ def plan(state, policy, target, now):
     promoted = state.promoted_at or (current.created if current else None)
     if pending is not None:
         if policy.on_pending == "rollback":
+            if target.applies() and not target.can_restore(state):
+                # A refused first rotation leaves the target on the pending value with nothing to set back:
+                # dropping it would leave the target with a credential no store holds.
+                failure = RotationError(
+                    "pending %s cannot be rolled back: there is no usable current version to set back on the "
+                    "target, which may already hold the pending value (a refused first rotation leaves it there), "
+                    "and dropping it would lose the only copy of that credential. Fix what its test refused and "
+                    "re-run with on_pending: resume to finish it, or set the credential on the target by hand and "
+                    "then remove the pending version from the store. Nothing was changed." % pending.marker(),
+                    failed_step="plan",
+                )
+                failure.state = state
+                raise failure
             reason = "pending %s was left by an earlier run; on_pending is rollback" % pending.marker()
             return {"due": True, "reason": reason, "steps": ["rollback"], "resume": False}
         if not isinstance(pending.value, dict) or not isinstance(pending.value.get(target.field), str):

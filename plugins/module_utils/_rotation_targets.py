@@ -114,9 +114,13 @@ class Target:
         """Whether ``version`` holds this target's field; an adopted or hand-made one may not, and is never applied."""
         return version is not None and isinstance(version.value.get(self.field), str)
 
+    def can_restore(self, state):
+        """Whether restore would set something back on the target (what a rollback needs where apply changed it)."""
+        return self.usable(state.current) and bool(self.params.get("apply_command"))
+
     def restore(self, state):
         """Make the current version the one the target uses again; True if something was done."""
-        if self.usable(state.current) and self.params.get("apply_command"):
+        if self.can_restore(state):
             self._hook("apply_command", state.current)
             return True
         return False
@@ -305,8 +309,11 @@ class PostgresPasswordTarget(_PostgresTarget):
     def test(self, version):
         self._login(self.params["role"], version)
 
+    def can_restore(self, state):
+        return self.usable(state.current)
+
     def restore(self, state):
-        if not self.usable(state.current):
+        if not self.can_restore(state):
             return False
         self._set_password(self.params["role"], state.current.value[self.field], state.current.marker())
         return True
@@ -360,6 +367,10 @@ class PostgresAlternatingTarget(_PostgresTarget):
                 "roles '%s' (member of %s) and '%s' (member of %s) must have the same grants: grant both the "
                 "same group role" % (first, grants[first] or "nothing", second, grants[second] or "nothing")
             )
+
+    def can_restore(self, state):
+        # The pending role is set back to its previous password, or to none: never left on the pending one.
+        return True
 
     def restore(self, state):
         role = state.pending.value["username"]

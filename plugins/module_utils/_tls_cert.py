@@ -23,7 +23,7 @@ try:
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
     from cryptography.x509 import ocsp, verification
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
@@ -244,13 +244,35 @@ def verify_chain(leaf, intermediates: list, store, store_certs: list, host: str,
 def _pinned_self_signed(leaf, store_certs: list) -> bool:
     """The leaf is self-signed and itself in the trust store. OpenSSL (libpq, curl, Python) trusts it so even with
     cA set, as `openssl req -x509` sets it; the WebPKI verifier refuses cA in a leaf."""
-    if leaf.issuer != leaf.subject or leaf not in store_certs:
+    if leaf.issuer != leaf.subject or leaf not in store_certs or not _server_purpose(leaf):
         return False
     try:
         leaf.verify_directly_issued_by(leaf)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
+
+
+def _server_purpose(leaf) -> bool:
+    """The leaf may serve TLS: OpenSSL clients refuse one whose extendedKeyUsage leaves out serverAuth (and
+    anyExtendedKeyUsage), or whose keyUsage has neither digitalSignature nor keyEncipherment ("unsupported
+    certificate purpose"). Either extension, when absent, allows it. An extension that does not parse refuses."""
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    except ValueError:
+        return False
+    allowed = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
+    if eku is not None and not any(usage in allowed for usage in eku):
+        return False
+    try:
+        key_usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    except ValueError:
+        return False
+    return bool(key_usage.digital_signature or key_usage.key_encipherment)
 
 
 def _classify(leaf, intermediates: list, store_certs: list) -> str:

@@ -88,7 +88,8 @@ options:
     description:
       - Restore this backup. The newest complete, intact one when omitted.
       - A backup taken with schema or table filters (a one-table export) holds part of the database; it is chosen
-        only when named here, or by O(mode=tables). Passed over, it is listed in the report's C(skipped).
+        only when named here, or by O(mode=tables) when its filters took every table in O(tables) (by pg_dump's
+        rules; one that did not is refused even when named). Passed over, it is listed in the report's C(skipped).
     type: str
     version_added: 0.1.0
   target_database:

@@ -73,7 +73,12 @@ options:
     default: postgres
     version_added: 0.1.0
   test_query:
-    description: Statement the PostgreSQL targets run as the new credential to test it; it is rolled back.
+    description:
+      - Statement the PostgreSQL targets run as the new credential to test it; it is rolled back.
+      - The test login goes to the same O(login_host) or O(login_unix_socket) as the admin connection and must be
+        asked for the password. When C(pg_hba.conf) lets it in without one (a C(trust) or C(peer) line, common
+        for local sockets), it would pass with any value, so the test step fails; set O(login_host) to an
+        address where C(pg_hba.conf) asks for C(scram-sha-256).
     type: str
     default: SELECT 1
     version_added: 0.1.0
@@ -149,6 +154,10 @@ options:
     description:
       - What to do with a pending version left by an earlier run that failed or crashed. V(resume) applies,
         tests and promotes it; V(rollback) puts the target back on the current version and drops it.
+      - V(rollback) fails, changing nothing, where there is no usable current version to set back and the target
+        may already hold the pending value (a PostgreSQL role, or O(apply_command)), as a refused first rotation
+        leaves it; dropping the pending version would leave a credential no store holds. Fix what the test
+        refused and resume it, or set the credential on the target by hand and remove the pending version.
     type: str
     default: resume
     choices: [resume, rollback]

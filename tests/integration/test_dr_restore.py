@@ -399,6 +399,79 @@ def test_names_that_need_quoting_are_backed_up_and_restored_as_written(pg_cluste
     assert "double quotes" in unquoted["msg"], unquoted["msg"]
 
 
+def test_names_with_a_dot_are_restored_and_counted_as_the_names_they_are(pg_cluster, seeded, dirs):
+    # A schema "v1.2" and a table "a.b": joined as "schema.table" and split again, they became other names.
+    pg_cluster.query(
+        'CREATE SCHEMA "v1.2"; CREATE TABLE "v1.2".orders (id int); CREATE SCHEMA shop; '
+        'CREATE TABLE shop."a.b" (id int); INSERT INTO "v1.2".orders SELECT generate_series(1, 4); '
+        'INSERT INTO shop."a.b" SELECT generate_series(1, 6)',
+        dbname=seeded,
+    )
+    destinations = [local(dirs["backups"])]
+    manifest = backup(pg_cluster, seeded, destinations, exact_row_counts=True)
+    assert manifest["row_counts"][seeded]["v1.2.orders"] == 4 and manifest["row_counts"][seeded]["shop.a.b"] == 6
+    pg_cluster.query('DELETE FROM "v1.2".orders; DELETE FROM shop."a.b"', dbname=seeded)
+
+    aside = restore(
+        pg_cluster, seeded, destinations, mode="tables", tables=['"v1.2".orders', 'shop."a.b"'], target_schema='"x.y"'
+    )
+    assert not aside.get("failed") and "exception" not in aside and aside["report"]["verified"], aside
+    assert pg_cluster.query('SELECT count(*) FROM "x.y".orders', dbname=seeded)[0][0] == 4
+    assert pg_cluster.query('SELECT count(*) FROM "x.y"."a.b"', dbname=seeded)[0][0] == 6
+    counted = {c["subject"]: c for c in aside["report"]["checks"] if c["check"] == "row_count"}
+    assert {s: (c["expected"], c["actual"], c["ok"]) for s, c in counted.items()} == {
+        "x.y.a.b": (6, 6, True),
+        "x.y.orders": (4, 4, True),
+    }, aside["report"]["checks"]
+
+    in_place = restore(
+        pg_cluster, seeded, destinations, mode="tables", tables=['"v1.2".orders', 'shop."a.b"'], allow_nonempty=True
+    )
+    assert not in_place.get("failed") and in_place["report"]["verified"], in_place
+    assert pg_cluster.query('SELECT count(*) FROM "v1.2".orders', dbname=seeded)[0][0] == 4
+    assert pg_cluster.query('SELECT count(*) FROM shop."a.b"', dbname=seeded)[0][0] == 6
+    assert all(c["ok"] for c in in_place["report"]["checks"]), in_place["report"]["checks"]
+
+    # A drill counts them too (the names come from the archive's table of contents).
+    drill = restore(pg_cluster, seeded, destinations, mode="drill")
+    assert not drill.get("failed") and drill["report"]["passed"], drill
+    subjects = {c["subject"]: c["ok"] for c in drill["report"]["checks"] if c["check"] == "row_count"}
+    assert subjects["v1.2.orders"] is True and subjects["shop.a.b"] is True, drill["report"]["checks"]
+    assert not [d for d in databases(pg_cluster) if d.startswith("restore_")], "scratch database left behind"
+
+
+def test_a_tables_restore_takes_a_partial_backup_only_when_it_holds_the_tables(pg_cluster, seeded, dirs):
+    # A full backup, then newer exports that do not hold public.users: the restore of users takes the full one.
+    destinations = [local(dirs["backups"])]
+    full = backup(pg_cluster, seeded, destinations)
+    orders = backup(pg_cluster, seeded, destinations, tables=["sales.orders"])
+    sales = backup(pg_cluster, seeded, destinations, schemas=["sales"])
+    no_users = backup(pg_cluster, seeded, destinations, exclude_tables=["users"])
+    pg_cluster.query("DELETE FROM public.users", dbname=seeded)
+
+    users = restore(pg_cluster, seeded, destinations, mode="tables", tables=["users"], target_schema="restored")
+    assert not users.get("failed") and users["report"]["backup_id"] == full["id"], users
+    assert pg_cluster.query("SELECT count(*) FROM restored.users", dbname=seeded)[0][0] == 3000
+    reasons = {s["id"]: s["reason"] for s in users["report"]["skipped_backups"]}
+    assert set(reasons) == {orders["id"], sales["id"], no_users["id"]}, reasons
+    for reason in reasons.values():
+        assert reason.startswith("partial (taken with ") and reason.endswith("): does not hold public.users"), reasons
+
+    # All of them hold sales.orders: the newest (without public.users) is taken.
+    pg_cluster.query("DELETE FROM sales.orders", dbname=seeded)
+    taken = restore(pg_cluster, seeded, destinations, mode="tables", tables=["sales.orders"], allow_nonempty=True)
+    assert not taken.get("failed") and taken["report"]["backup_id"] == no_users["id"], taken
+    assert pg_cluster.query("SELECT count(*) FROM sales.orders", dbname=seeded)[0][0] == 3000
+
+    # Named, a backup that does not hold the table is refused before anything is made.
+    before = databases(pg_cluster)
+    named = restore(
+        pg_cluster, seeded, destinations, mode="tables", tables=["users"], target_schema="again", backup_id=orders["id"]
+    )
+    assert named["failed"] and "does not hold public.users" in named["msg"] and "exception" not in named, named
+    assert databases(pg_cluster) == before
+
+
 def test_a_one_table_export_is_never_taken_for_the_whole_database(pg_cluster, seeded, dirs):
     # An ad-hoc export of one table, newer than the full backup, at the same destination.
     destinations = [local(dirs["backups"])]

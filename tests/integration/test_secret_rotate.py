@@ -828,6 +828,39 @@ def test_first_rotation_rejected_keeps_the_password_the_role_now_has(scram_pg, r
     assert done["resumed"] is True and done["step"] == "promote", done
 
 
+def test_explicit_rollback_without_a_current_version_keeps_the_password_the_role_now_has(scram_pg, roles, openbao):
+    # A refused first rotation leaves the role on the pending password; a later on_pending: rollback has no current
+    # version to set back, so dropping the pending one would leave the role with a password no store holds.
+    args = password_args(scram_pg, roles, openbao, test_query="SELECT id FROM forbidden")
+    assert rotate(args)["failed_step"] == "test"
+    pending = stored(args, args["secret"], "pending")
+    assert pending is not None and can_login(scram_pg, roles, roles.app, pending["password"])
+    for check in (False, True):
+        refused = rotate(dict(args, on_pending="rollback"), check=check)
+        assert stored(args, args["secret"], "pending") == pending, refused
+        assert refused.get("failed") and refused["failed_step"] == "plan", refused
+        assert "no usable current version" in refused["msg"] and "resume" in refused["msg"], refused["msg"]
+        assert can_login(scram_pg, roles, roles.app, pending["password"])
+    done = rotate(dict(args, test_query="SELECT id FROM accounts"))
+    assert done["resumed"] is True and done["step"] == "promote", done
+    assert stored(args, args["secret"]) == pending
+
+
+def test_explicit_rollback_without_a_current_version_keeps_what_apply_command_set(tmp_path):
+    store = dict(backend="file", file_path=str(tmp_path / "s.json"))
+    applied = tmp_path / "applied"
+    args = dict(secret="api/token", target="generic", **store, apply_command=["sh", "-c", f"cat > {applied}"])
+    assert rotate(dict(args, test_command=["false"]))["failed_step"] == "test"
+    pending = stored(store, "api/token", "pending")
+    assert pending["value"] == applied.read_text().strip()
+    refused = rotate(dict(args, on_pending="rollback"))
+    assert refused.get("failed") and "no usable current version" in refused["msg"], refused
+    assert stored(store, "api/token", "pending") == pending
+    # Without apply_command nothing outside the store holds the value: the rollback drops it.
+    rolled = rotate(dict(secret="api/token", target="generic", on_pending="rollback", **store))
+    assert rolled["rolled_back"] is True and stored(store, "api/token", "pending") is None, rolled
+
+
 def test_socket_login_that_asks_no_password_is_not_a_test(scram_pg, roles, openbao, monkeypatch):
     # pg_hba trusts local sockets: a test login there succeeds with any password, so it proves nothing.
     args = password_args(scram_pg, roles, openbao, login_host=None, login_unix_socket=str(scram_pg.socket_dir))

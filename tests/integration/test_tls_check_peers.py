@@ -300,3 +300,27 @@ def test_self_signed_certificate_pinned_in_ca_file_is_trusted(cert_factory, tls_
     assert _codes(_run(cert_factory, [dict(name="not_pinned", host="127.0.0.1", port=peer.port)])["not_pinned"]) == [
         "self_signed"
     ]
+
+
+@pytest.mark.parametrize(
+    "extension",
+    ["extendedKeyUsage=clientAuth", "keyUsage=critical,keyCertSign,cRLSign"],
+    ids=["client_auth_only", "no_signing_key_usage"],
+)
+def test_pinned_self_signed_certificate_not_meant_for_servers_is_not_trusted(
+    cert_factory, tls_peer, tmp_path, extension
+):
+    # Pinned in ca_file, a self-signed leaf whose extensions forbid serving TLS is refused by OpenSSL clients
+    # ("unsuitable certificate purpose"); tls_check trusted it on any WebPKI refusal.
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    argv = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=localhost"
+    argv += " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext %s -keyout %s -out %s" % (extension, key, cert)
+    subprocess.run(argv.split(), check=True, capture_output=True)
+    peer = tls_peer(Issued(cert=None, key=None, cert_path=cert, key_path=key))
+    with socket.create_connection(("127.0.0.1", peer.port)) as raw:  # an independent client refuses it
+        context = ssl.create_default_context(cafile=str(cert))
+        with pytest.raises(ssl.SSLCertVerificationError, match=r"(unsuitable|unsupported) certificate purpose"):
+            context.wrap_socket(raw, server_hostname="localhost")
+    endpoint = _run(cert_factory, [dict(name="pinned", host="127.0.0.1", port=peer.port)], ca_file=str(cert))["pinned"]
+    assert endpoint["chain"]["trusted"] is False, endpoint["chain"]
+    assert endpoint["status"] != "ok" and "self_signed" in _codes(endpoint), endpoint["problems"]

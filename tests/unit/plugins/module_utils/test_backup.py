@@ -66,6 +66,21 @@ def test_only_the_tables_pg_dump_takes_are_counted(filters, taken):
     assert {"%s.%s" % t for t in tables if j._dumped(*t)} == taken
 
 
+def test_the_filter_rule_is_one_function_of_the_parsed_filters():
+    # pg_backup_restore judges a partial backup's manifest filters by the same rule the dump used.
+    filters = _backup.parse_filters({"schemas": ['"v1.2"'], "exclude_tables": ['"v1.2"."a.b"'], "tables": None})
+    assert filters == {
+        "schemas": [("v1.2",)],
+        "exclude_schemas": [],
+        "tables": [],
+        "exclude_tables": [("v1.2", "a.b")],
+    }
+    assert _backup.filters_take(filters, "v1.2", "orders") and not _backup.filters_take(filters, "v1.2", "a.b")
+    assert not _backup.filters_take(filters, "v1", "2.orders")
+    with pytest.raises(InvalidIdentifier, match=r"tables\[0\]"):
+        _backup.parse_filters({"tables": ["a.b.c"]})
+
+
 def test_dump_env_keeps_what_the_options_leave_to_libpq(monkeypatch):
     # An AWX credential injects PGPASSWORD; the module's own connection honours it, so pg_dump must too.
     monkeypatch.setenv("PGPASSWORD", "from-awx")

@@ -39,7 +39,7 @@ def test_parse_toc_reads_extensions_owners_and_tables():
     assert parsed == {
         "extensions": ["pgcrypto"],
         "owners": ["agg_owner", "app_owner", "locksmith_audit_writer", "postgres", "proc_owner"],
-        "tables": ["public.users", "sales.orders"],
+        "tables": [("public", "users"), ("sales", "orders")],
     }
 
 
@@ -50,7 +50,7 @@ def test_parse_toc_leaves_out_names_in_another_encoding(tmp_path):
     (tmp_path / "listing").write_bytes(listing)
     script.write_text("#!/bin/sh\ncat %s\n" % (tmp_path / "listing"))
     script.chmod(0o755)
-    assert R.toc(str(script), "/unused")["tables"] == ["public.users"]
+    assert R.toc(str(script), "/unused")["tables"] == [("public", "users")]
 
 
 def test_row_counts_quote_any_name_the_archive_holds():
@@ -64,8 +64,32 @@ def test_row_counts_quote_any_name_the_archive_holds():
 
     server = Server()
     manifest = {"row_counts": {"app": {"public.order-items": 2}}}
-    checks = C.check_row_counts(server, "t", manifest, "app", {"public.order-items": "public.order-items"}, 0.1)
+    checks = C.check_row_counts(
+        server, "t", manifest, "app", {("public", "order-items"): ("public", "order-items")}, 0.1
+    )
     assert [c["ok"] for c in checks] == [True]
+
+
+def test_row_counts_keep_names_with_a_dot_apart():
+    # "v1.2".orders restored into "x.y": split at the first dot, it was counted as "v1"."2.orders".
+    from psycopg2 import sql
+
+    class Server:
+        queries = []
+
+        def run(self, target, statement, rows=False):
+            self.queries.append(statement)
+            return [{"n": 4}]
+
+    server = Server()
+    manifest = {"row_counts": {"app": {"v1.2.orders": 4, "shop.a.b": 9}}}
+    table_map = {("v1.2", "orders"): ("x.y", "orders"), ("shop", "a.b"): ("shop", "a.b")}
+    checks = C.check_row_counts(server, "t", manifest, "app", table_map, 0.1)
+    assert [(c["subject"], c["expected"], c["actual"], c["ok"]) for c in checks] == [
+        ("shop.a.b", 9, 4, False),
+        ("x.y.orders", 4, 4, True),
+    ]
+    assert [q.seq[1] for q in server.queries] == [sql.Identifier("shop", "a.b"), sql.Identifier("x.y", "orders")]
 
 
 @pytest.mark.parametrize(
@@ -118,6 +142,11 @@ def test_tables_by_schema_validates_every_name():
         R.tables_by_schema(["users", "x; DROP TABLE users"])
     with pytest.raises(InvalidIdentifier, match=r"must be 'table' or 'schema\.table'"):
         R.tables_by_schema(["a.b.c"])
+    # A name with a dot is written quoted and kept whole.
+    assert R.tables_by_schema(['"v1.2".orders', 'shop."a.b"', '"v1.2".orders']) == {
+        "v1.2": ["orders"],
+        "shop": ["a.b"],
+    }
 
 
 def test_pg_restore_argv():
@@ -442,3 +471,50 @@ def test_restore_creates_only_the_collections_own_missing_roles():
     assert len(server.statements) == 1
     assert R.OWN_ROLES[WRITER_ROLE].split()[-3:] == ["NOLOGIN", "NOREPLICATION", "NOBYPASSRLS"]
     assert _FakeServer(roles={WRITER_ROLE}).create_own_roles([WRITER_ROLE]) == []
+
+
+@pytest.mark.parametrize(
+    ("filters", "wanted", "missing"),
+    [
+        ({"tables": ["sales.orders"]}, [("sales", "orders")], ""),
+        ({"tables": ["sales.orders"]}, [("public", "t"), ("sales", "orders")], "public.t"),
+        ({"schemas": ["sales"]}, [("sales", "orders"), ("public", "t")], "public.t"),
+        ({"exclude_schemas": ["public"]}, [("public", "t")], "public.t"),
+        ({"exclude_tables": ["t"]}, [("public", "t"), ("public", "u")], "public.t"),
+        # --table selects regardless of --schema and --exclude-schema.
+        ({"tables": ["t"], "exclude_schemas": ["public"]}, [("public", "t")], ""),
+        # Names with a dot, written quoted, are the names they stand for.
+        ({"tables": ['"v1.2".orders']}, [("v1.2", "orders")], ""),
+        ({"tables": ['"v1.2".orders']}, [("v1", "2.orders")], 'v1."2.orders"'),
+        ({"schemas": ['"Shop Data"']}, [("Shop Data", "a.b")], ""),
+    ],
+)
+def test_a_tables_restore_takes_a_partial_backup_only_when_it_holds_the_tables(tmp_path, filters, wanted, missing):
+    from ansible_collections.locksmith.ops.plugins.module_utils._storage import build_destinations
+
+    _manifests.store(tmp_path, _manifests.OLDER)
+    _manifests.store(tmp_path, _manifests.NEWER, lambda m: m.update(filters=filters))
+    destinations = build_destinations([{"type": "local", "path": str(tmp_path)}], [])
+    entry, skipped = R.choose_backup(destinations, "app", partial_ok=True, tables=wanted)
+    if not missing:
+        assert (entry.backup_id, skipped) == (_manifests.NEWER, [])
+        return
+    assert entry.backup_id == _manifests.OLDER
+    [passed_over] = skipped
+    assert passed_over["id"] == _manifests.NEWER
+    assert passed_over["reason"].startswith("partial (taken with ")
+    assert passed_over["reason"].endswith("): does not hold %s" % missing), passed_over
+    # Named, it is refused before anything is restored, saying why.
+    with pytest.raises(R.RestoreError, match=re.escape("does not hold %s" % missing)):
+        R.choose_backup(destinations, "app", _manifests.NEWER, partial_ok=True, tables=wanted)
+
+
+def test_a_partial_backup_whose_filters_cannot_be_read_is_passed_over_for_a_tables_restore(tmp_path):
+    from ansible_collections.locksmith.ops.plugins.module_utils._storage import build_destinations
+
+    _manifests.store(tmp_path, _manifests.OLDER)
+    _manifests.store(tmp_path, _manifests.NEWER, lambda m: m.update(filters={"tables": ["a; DROP TABLE t"]}))
+    destinations = build_destinations([{"type": "local", "path": str(tmp_path)}], [])
+    entry, skipped = R.choose_backup(destinations, "app", partial_ok=True, tables=[("public", "t")])
+    assert entry.backup_id == _manifests.OLDER
+    assert "its filters cannot be read (tables[0] 'a; DROP TABLE t' is not a valid" in skipped[0]["reason"]

@@ -128,6 +128,24 @@ def test_plan_refuses_to_resume_a_pending_version_it_did_not_stage():
     assert _rotation.plan(planted, policy(on_pending="rollback"), HMAC, NOW)["steps"] == ["rollback"]
 
 
+def test_plan_refuses_a_rollback_that_would_drop_the_only_credential_in_force():
+    # No usable current version to set back, and the target may hold the pending value: dropping it loses it.
+    first = state(pending=version("1", username="app", password="p1"))
+    holders = [
+        _rotation_targets.PostgresPasswordTarget({"role": "app"}),
+        _rotation_targets.GenericTarget({"apply_command": ["/bin/true"]}),
+    ]
+    for target in holders:
+        with pytest.raises(_rotation.RotationError, match="no usable current version") as err:
+            _rotation.plan(first, policy(on_pending="rollback"), target, NOW)
+        assert err.value.details["failed_step"] == "plan" and "on_pending: resume" in str(err.value)
+        assert "p1" not in str(err.value)
+    # Nothing outside the store holds it, or the alternating restore clears the pending role: the rollback runs.
+    alternating = _rotation_targets.PostgresAlternatingTarget({"roles": ["app", "app_clone"]})
+    for target in (GENERIC, alternating):
+        assert _rotation.plan(first, policy(on_pending="rollback"), target, NOW)["steps"] == ["rollback"]
+
+
 def test_plan_grace_blocks_targets_whose_previous_is_in_use():
     live = state(current=version("5"), previous=version("3"), promoted_age=600)
     blocked = _rotation.plan(live, policy(force=True), HMAC, NOW)
