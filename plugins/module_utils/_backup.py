@@ -318,9 +318,7 @@ class BackupJob:
         policy = destination.options.get("retention")
         if not policy:
             return [], []
-        # Each kind of backup (the scheduled job's, a one-table export's, those made before the filters were
-        # edited) under the policy on its own: one never counts for another, and none escapes the policy.
-        groups = {}
+        entries = []
         for e in self.existing.get(destination.index, []):
             if e.manifest_error:
                 # Not a leftover (its manifest, written last, is there) and never restored: left for a person to
@@ -330,17 +328,14 @@ class BackupJob:
                     % (destination.name, e.backup_id, e.manifest_error)
                 )
                 continue
-            # An incomplete one has no manifest to tell its kind; only its age counts (a leftover).
-            kind = filter_key((e.manifest or {}).get("filters")) if e.complete else self.filter_key
-            groups.setdefault(kind, []).append({"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e})
+            if e.complete and not self.same_filters(e):
+                # Another kind (a one-table export, a backup made before this job's filters were edited): another
+                # job's, under that job's policy, so neither counted nor pruned here (docs/backup.md).
+                continue
+            entries.append({"id": e.backup_id, "when": e.ended, "complete": e.complete, "entry": e})
         if new_id is not None:
-            groups.setdefault(self.filter_key, []).append({"id": new_id, "when": now, "complete": True, "entry": None})
-        keep, prune = [], []
-        for kind in sorted(groups, key=repr):
-            kept, pruned = plan_retention(groups[kind], policy, now)
-            keep.extend(kept)
-            prune.extend(pruned)
-        return keep, prune
+            entries.append({"id": new_id, "when": now, "complete": True, "entry": None})
+        return plan_retention(entries, policy, now)
 
     # the dump ----------------------------------------------------------------------------------
     def _dump_args(self, fmt):
@@ -549,7 +544,6 @@ class BackupJob:
         """Take the backup into every destination; returns the result dict (raises if all failed)."""
         started = self.clock()
         backup_id = backup_id or new_backup_id(started)
-        self.remove_stale_staging()
         self.failed = {}
         writers = {}
         for destination in self.destinations:
@@ -664,13 +658,19 @@ class BackupJob:
 
 
 def _lock_staging(path):
-    """Hold an exclusive lock on a new staging directory for this run; returns the descriptor."""
+    """Hold this run's exclusive lock on a new staging directory's owner file; returns its descriptor.
+
+    The lock is on a regular file opened for writing (NFS turns flock into a POSIX lock, which needs that). It is
+    taken under a temporary name, which is then renamed to STAGING_OWNER_FILE: an owner file another run can see is
+    always locked while its run lives.
+    """
     fd = None
+    pending = os.path.join(path, STAGING_OWNER_FILE + ".new")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with open(os.path.join(path, STAGING_OWNER_FILE), "w", encoding="utf-8") as handle:
-            handle.write("%d\n" % os.getpid())
+        os.write(fd, b"%d\n" % os.getpid())
+        os.rename(pending, os.path.join(path, STAGING_OWNER_FILE))
     except BaseException:
         if fd is not None:
             os.close(fd)
@@ -682,27 +682,32 @@ def _lock_staging(path):
 def _remove_if_stale(path, now):
     """Remove a staging directory that belongs to no running pg_backup; returns whether it did.
 
-    Its lock is free and it was set up (or is older than the grace period). Decided and removed under the lock, so a
-    run setting it up waits and cannot be mistaken for a dead one. A lock, unlike a PID, is not fooled by a reused
-    PID or by a run in another PID namespace sharing work_dir. Only this user's directories are considered, and a
-    symlink (planted in /tmp, say) is never followed.
+    Its owner file's lock is free (its run is gone; the kernel drops the lock even on SIGKILL), or it has no owner
+    file and is older than the grace period (one made by an older version). Removed while holding that lock. A lock,
+    unlike a PID, is not fooled by a reused PID or by a run in another PID namespace sharing work_dir. Only this
+    user's directories are considered, and a symlink (planted in /tmp, say) is never followed.
     """
     try:
         info = os.lstat(path)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-            return False
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        return False
+    try:
+        fd = os.open(os.path.join(path, STAGING_OWNER_FILE), os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if now - info.st_mtime <= STAGING_GRACE_SECONDS:
+            return False  # being set up, or an older version's run that may still be going
+        shutil.rmtree(path, ignore_errors=True)
+        return not os.path.lexists(path)
     except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        owned = os.path.exists(os.path.join(path, STAGING_OWNER_FILE))
-        if not owned and now - info.st_mtime <= STAGING_GRACE_SECONDS:
-            return False
         shutil.rmtree(path, ignore_errors=True)
         return not os.path.lexists(path)
     except OSError:
-        return False  # a running backup holds it
+        return False  # a running backup holds it (or this filesystem cannot lock: left alone)
     finally:
         os.close(fd)
 

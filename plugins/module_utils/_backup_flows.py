@@ -32,6 +32,8 @@ def apply_present(job, check_mode, now):
     """state=present: back up when due, prune after; check mode predicts both. Returns the result dict."""
     job.inspect_database()
     job.inspect_destinations(write=True)
+    if not check_mode:
+        job.remove_stale_staging()  # also when no backup is due: a killed run's plaintext dump goes at once
     before = newest_per_destination(job)
     due, reason = job.due(now)
     result = {"changed": False, "reason": reason, "executed_queries": job.queries, "pruned": [], "copies": []}

@@ -106,7 +106,8 @@ def plan(state, policy, target, now):
     promoted = state.promoted_at or (current.created if current else None)
     if pending is not None:
         if policy.on_pending == "rollback":
-            if target.applies() and not target.can_restore(state):
+            # A pending version without the target's field (made by hand) was never applied: nothing to lose.
+            if target.applies() and target.usable(pending) and not target.can_restore(state):
                 # A refused first rotation leaves the target on the pending value with nothing to set back:
                 # dropping it would leave the target with a credential no store holds.
                 failure = RotationError(

@@ -254,16 +254,21 @@ def _pinned_self_signed(leaf, store_certs: list) -> bool:
 
 
 def _server_purpose(leaf) -> bool:
-    """The leaf may serve TLS: OpenSSL clients refuse one whose extendedKeyUsage leaves out serverAuth (and
-    anyExtendedKeyUsage), or whose keyUsage has neither digitalSignature nor keyEncipherment ("unsupported
-    certificate purpose"). Either extension, when absent, allows it. An extension that does not parse refuses."""
+    """The leaf may serve TLS as OpenSSL judges it: refused when its extendedKeyUsage leaves out serverAuth (the
+    legacy Netscape/Microsoft SGC ones aside; anyExtendedKeyUsage alone does not do), or its keyUsage has none of
+    digitalSignature, keyEncipherment, keyAgreement ("unsupported certificate purpose"). Either extension, when
+    absent, allows it. An extension that does not parse refuses."""
     try:
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         eku = None
     except ValueError:
         return False
-    allowed = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
+    allowed = (
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        x509.ObjectIdentifier("2.16.840.1.113730.4.1"),  # Netscape server gated crypto
+        x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),  # Microsoft server gated crypto
+    )
     if eku is not None and not any(usage in allowed for usage in eku):
         return False
     try:
@@ -272,7 +277,7 @@ def _server_purpose(leaf) -> bool:
         return True
     except ValueError:
         return False
-    return bool(key_usage.digital_signature or key_usage.key_encipherment)
+    return bool(key_usage.digital_signature or key_usage.key_encipherment or key_usage.key_agreement)
 
 
 def _classify(leaf, intermediates: list, store_certs: list) -> str:

@@ -154,7 +154,7 @@ options:
       - Staging directory for O(format=directory); the system temporary directory when omitted.
       - The staged dump is not encrypted, even with O(encryption_key). A run removes its staging area when it ends;
         one left by a run that was killed (C(.locksmith-pg_backup-*), no longer locked by a running backup) is
-        removed by the next O(state=present) run, with a warning.
+        removed by the next O(state=present) run (not in check mode), due or not, with a warning.
     type: path
     version_added: 0.1.0
   metrics_dir:

@@ -272,6 +272,17 @@ print(json.dumps(run_module_inprocess("pg_backup", json.loads(sys.argv[1]))))
 """
 
 
+def start_module(args):
+    """pg_backup with ``args`` in a process of its own (to be killed); prints its result as JSON."""
+    repo = str(Path(__file__).resolve().parents[2])
+    return subprocess.Popen(
+        [sys.executable, "-c", _RUNNER.format(repo=repo), json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _pg_dump_children(database):
     found = []
     for pid in os.listdir("/proc"):
@@ -302,13 +313,7 @@ def test_killed_backup_leaves_nothing_that_looks_valid(pg_cluster, big_database,
     pg_database = big_database
     destinations = [local(tmp_path), s3(moto, s3_bucket)]
     args = dict(conn(pg_cluster), database=pg_database, destinations=destinations, compression="gzip:9")
-    repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _RUNNER.format(repo=repo), json.dumps(args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_module(args)
     children = _wait_for(lambda: _pg_dump_children(pg_database))
     _wait_for(lambda: any(p.stat().st_size > 0 for p in tmp_path.rglob("*.dump")))
     os.kill(proc.pid if victim == "module" else children[0], signal.SIGKILL)

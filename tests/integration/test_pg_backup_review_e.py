@@ -8,9 +8,6 @@ import hmac
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +15,6 @@ from tests.harness.ansible import run_module_inprocess
 from tests.integration import test_pg_backup
 from tests.integration import test_pg_backup_latest as latest
 from tests.integration.test_pg_backup import (
-    _RUNNER,
     KEY_HEX,
     _pg_dump_children,
     _wait_for,
@@ -27,6 +23,7 @@ from tests.integration.test_pg_backup import (
     info,
     local,
     seed,
+    start_module,
 )
 
 pytestmark = pytest.mark.postgres
@@ -48,13 +45,7 @@ def test_killed_directory_dump_leaves_no_plaintext_staging_after_the_next_run(pg
     dest = local(tmp_path / "backups")
     args = dict(conn(pg_cluster), database=big_database, destinations=[dest], min_interval_seconds=0)
     args.update(format="directory", compression="none", encryption_key=KEY_HEX, work_dir=str(work))
-    repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _RUNNER.format(repo=repo), json.dumps(args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_module(args)
     _wait_for(lambda: _pg_dump_children(big_database))
     _wait_for(lambda: any(p.is_file() and p.stat().st_size > 0 for p in work.rglob("*")))
     os.kill(proc.pid, signal.SIGKILL)
@@ -69,7 +60,7 @@ def test_killed_directory_dump_leaves_no_plaintext_staging_after_the_next_run(pg
     live = work / ".locksmith-pg_backup-live"
     live.mkdir(mode=0o700)
     (live / "owner").write_text("running")
-    live_fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    live_fd = os.open(live / "owner", os.O_RDWR)  # as a run holds it: a regular file, writable (NFS needs that)
     try:
         fcntl.flock(live_fd, fcntl.LOCK_EX)
         args.update(format="custom")
@@ -80,6 +71,14 @@ def test_killed_directory_dump_leaves_no_plaintext_staging_after_the_next_run(pg
             "warnings"
         )
         assert live.exists() and (live / "owner").exists()
+        # A run that takes no backup (not due) removes a dead run's staging too, at once.
+        dead = work / ".locksmith-pg_backup-dead"
+        dead.mkdir(mode=0o700)
+        (dead / "owner").write_text("12345\n")
+        (dead / "toc.dat").write_text("plaintext")
+        idle = run_module_inprocess("pg_backup", dict(args, min_interval_seconds=3600))
+        assert idle["changed"] is False and not dead.exists(), idle
+        assert live.exists()
     finally:
         os.close(live_fd)
 

@@ -130,7 +130,7 @@ def test_plan_refuses_to_resume_a_pending_version_it_did_not_stage():
 
 def test_plan_refuses_a_rollback_that_would_drop_the_only_credential_in_force():
     # No usable current version to set back, and the target may hold the pending value: dropping it loses it.
-    first = state(pending=version("1", username="app", password="p1"))
+    first = state(pending=version("1", username="app", password="p1", value="p1"))
     holders = [
         _rotation_targets.PostgresPasswordTarget({"role": "app"}),
         _rotation_targets.GenericTarget({"apply_command": ["/bin/true"]}),
@@ -140,6 +140,10 @@ def test_plan_refuses_a_rollback_that_would_drop_the_only_credential_in_force():
             _rotation.plan(first, policy(on_pending="rollback"), target, NOW)
         assert err.value.details["failed_step"] == "plan" and "on_pending: resume" in str(err.value)
         assert "p1" not in str(err.value)
+    # A pending version without the target's field (made by hand) was never applied: rolled back, not refused.
+    handmade = state(pending=version("1", username="app", token="t1"))
+    for target in holders:
+        assert _rotation.plan(handmade, policy(on_pending="rollback"), target, NOW)["steps"] == ["rollback"]
     # Nothing outside the store holds it, or the alternating restore clears the pending role: the rollback runs.
     alternating = _rotation_targets.PostgresAlternatingTarget({"roles": ["app", "app_clone"]})
     for target in (GENERIC, alternating):

@@ -473,3 +473,53 @@ def test_metrics_values_changed_ignores_the_run_timestamp(tmp_path):
     )
     with pytest.raises(_metrics.MetricsError, match="'/nonexistent' does not exist"):
         _tls.write_metrics("/nonexistent", None, _results(), 1.0, check_mode=True)
+
+
+def _with_usage(eku=None, key_usage=None):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "db.internal")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=90))
+    )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    if key_usage is not None:
+        flags = dict.fromkeys(
+            (
+                "digital_signature",
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+                "key_agreement",
+                "key_cert_sign",
+                "crl_sign",
+                "encipher_only",
+                "decipher_only",
+            ),
+            False,
+        )
+        flags.update(key_usage)
+        builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
+    return builder.sign(key, hashes.SHA256())
+
+
+@pytest.mark.parametrize(
+    ("eku", "key_usage", "server"),
+    [
+        (None, None, True),
+        ([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH], None, True),
+        ([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH], None, False),
+        # As OpenSSL judges a TLS server: anyExtendedKeyUsage alone is not serverAuth; keyAgreement (ECDH) is enough.
+        ([x509.oid.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE], None, False),
+        (None, {"key_agreement": True}, True),
+        (None, {"key_cert_sign": True, "crl_sign": True}, False),
+    ],
+)
+def test_a_pinned_leaf_must_have_a_server_purpose_as_openssl_judges_it(eku, key_usage, server):
+    assert _tls_cert._server_purpose(_with_usage(eku, key_usage)) is server
