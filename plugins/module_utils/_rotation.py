@@ -93,6 +93,12 @@ class Policy:
         for name in ("min_age", "max_age", "grace"):
             if getattr(self, name) < 0:
                 raise LocksmithError("%s_seconds must be 0 or more" % name)
+        if self.max_age < self.min_age:
+            # Overdue (and alerting) before any run may rotate it: a policy no schedule can keep.
+            raise LocksmithError(
+                "max_age_seconds (%d) is below min_age_seconds (%d): the secret would be reported overdue before a "
+                "run may rotate it; raise max_age_seconds or lower min_age_seconds" % (self.max_age, self.min_age)
+            )
         generate_secret(self.length, self.classes, self.symbols)
 
     def generate(self):

@@ -125,6 +125,11 @@ def _host_problem(value) -> str | None:
         return None
     except ValueError:
         pass
+    # URL habits: '[::1]' and 'host:443' would only fail later as a name that does not resolve.
+    if value.startswith("[") and value.endswith("]"):
+        return "is an IPv6 address in brackets; write it without them (%s) and the port in port" % value[1:-1]
+    if ":" in value or "/" in value:
+        return "is not a host name (a URL or host:port?); give the host alone and the port in port"
     try:
         value.encode("idna")
     except UnicodeError as err:

@@ -128,7 +128,9 @@ options:
     default: 2419200
     version_added: 0.1.0
   max_age_seconds:
-    description: Age past which the secret is reported C(overdue) and published as such in the metrics.
+    description:
+      - Age past which the secret is reported C(overdue) and published as such in the metrics.
+      - At least O(min_age_seconds); a smaller value is refused (overdue before any run may rotate it).
     type: int
     default: 2592000
     version_added: 0.1.0

@@ -11,11 +11,12 @@ version_added: 0.1.0
 description:
   - Reads the files under O(paths) and reports each possible secret as its file, line and type. Changes nothing;
     the scan only reads.
-  - Two detectors run. The plugins of L(detect-secrets,https://github.com/Yelp/detect-secrets) (AWS keys,
+  - Three detectors run. The plugins of L(detect-secrets,https://github.com/Yelp/detect-secrets) (AWS keys,
     Slack tokens and webhooks, private keys, JWTs, GitHub and other tokens, password-like keywords, high-entropy
-    strings) with its default false-positive filters; and a rule for env files (O(env_file_patterns)) that
-    reports every C(KEY=value) line whose value is not empty, because an env file in a repository or a
-    shared directory is where a secret ends up when it is not in the secret store.
+    strings) with its default false-positive filters; rules of our own for what those plugins miss (encrypted and
+    PGP private key blocks, fine-grained GitHub tokens C(github_pat_...), Google API keys), always on; and a rule
+    for env files (O(env_file_patterns)) that reports every C(KEY=value) line whose value is not empty, because an
+    env file in a repository or a shared directory is where a secret ends up when it is not in the secret store.
   - A value that is evidently a placeholder is not reported - a mask character repeated (V(xxxxxxxx), V(********)),
     words in markers (V(<password>), V(__DB_PASSWORD__), V(@@TOKEN@@)), V(your_..._here), V(REPLACE_ME), V(TODO),
     V(FIXME), and AWS's documented example keys (V(AKIAIOSFODNN7EXAMPLE)). A real value of that shape
@@ -122,7 +123,8 @@ findings:
       type: int
       sample: 3
     type:
-      description: What was found, as detect-secrets names it, or C(Env File Value) for the env-file rule.
+      description: What was found, as detect-secrets names it (our own rules use the same names, plus C(Google API
+        Key)), or C(Env File Value) for the env-file rule.
       type: str
       sample: AWS Access Key
   sample:

@@ -78,6 +78,9 @@ def test_generation_refuses_weak_policies():
         _rotation.generate_secret(32, ["symbols"], symbols="")
     with pytest.raises(LocksmithError, match="grace_seconds must be 0 or more"):
         policy(grace_seconds=-1).validate()
+    # Overdue (the alert) before any run may rotate it: refused.
+    with pytest.raises(LocksmithError, match=r"max_age_seconds \(3600\) is below min_age_seconds \(7200\)"):
+        policy(min_age_seconds=7200, max_age_seconds=3600).validate()
 
 
 def test_scram_verifier_matches_rfc_5802_derivation():

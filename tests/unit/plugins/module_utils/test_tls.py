@@ -437,6 +437,23 @@ def test_validate_ports_and_names():
     _tls.validate(_params())
 
 
+@pytest.mark.parametrize(
+    ("host", "match"),
+    [
+        ("[::1]", r"is an IPv6 address in brackets; write it without them \(::1\)"),
+        ("db.internal:5432", r"is not a host name \(a URL or host:port\?\)"),
+        ("https://www.example.com", r"is not a host name \(a URL or host:port\?\)"),
+    ],
+)
+def test_url_habits_in_host_are_named(host, match):
+    params = _params()
+    params["endpoints"][0]["host"] = host
+    with pytest.raises(_tls.TlsCheckError, match=r"endpoints\[0\]\.host .*" + match):
+        _tls.validate(params)
+    params["endpoints"][0]["host"] = "::1"  # an IPv6 address as such is a host
+    _tls.validate(params)
+
+
 def _results():
     ok = {"name": "a:443", "status": "ok", "certificate": {"not_after_timestamp": 1800000000}}
     bad = {"name": "b", "status": "critical", "certificate": None}

@@ -249,3 +249,23 @@ def test_file_names_that_are_not_utf8_are_reported_readably(tmp_path, ansible):
 def test_a_real_value_shaped_like_a_placeholder_is_still_a_secret(value):
     # Only words inside the markers, a mask character repeated and AWS's own example keys are placeholders.
     assert not _secret_scan.is_placeholder(value)
+
+
+def test_formats_detect_secrets_misses_are_found_even_with_the_entropy_plugins_off(tmp_path):
+    # An encrypted key block, a fine-grained GitHub token and a Google API key: detect-secrets finds the last two only
+    # by entropy, which users switch off for noise (the module's own example does), and the first not at all.
+    token = "github_pat_11AB" + "C" * 18 + "_" + "d" * 59
+    google = "AIza" + "SyA1234567890abcdefghijklmnopqrstuv"
+    sample = write(
+        tmp_path / "deploy.txt",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n"
+        "-----END ENCRYPTED PRIVATE KEY-----\n"
+        f"token: {token}\nmaps: {google}\n",
+    )
+    result = scan([sample], fail_on_findings=False, disable_plugins=["Base64HighEntropyString", "HexHighEntropyString"])
+    assert {(f["line"], f["type"]) for f in result["findings"]} == {
+        (1, "Private Key"),
+        (4, "GitHub Token"),
+        (5, "Google API Key"),
+    }, result["findings"]
+    assert token not in json.dumps(result) and google not in json.dumps(result)
