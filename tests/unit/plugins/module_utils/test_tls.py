@@ -29,7 +29,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._tls_probe import Pr
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
 
 
-def _cert(sans=("www.example.com",), days=90, cn="www.example.com"):
+def _cert(sans=("www.example.com",), days=90, cn="www.example.com", extensions=()):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     builder = (
@@ -49,6 +49,8 @@ def _cert(sans=("www.example.com",), days=90, cn="www.example.com"):
             except ValueError:
                 entries.append(x509.DNSName(san))
         builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=False)
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
     return builder.sign(key, hashes.SHA256())
 
 
@@ -493,19 +495,9 @@ def test_metrics_values_changed_ignores_the_run_timestamp(tmp_path):
 
 
 def _with_usage(eku=None, key_usage=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "db.internal")])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(NOW - datetime.timedelta(days=1))
-        .not_valid_after(NOW + datetime.timedelta(days=90))
-    )
+    extensions = []
     if eku is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        extensions.append((x509.ExtendedKeyUsage(eku), False))
     if key_usage is not None:
         flags = dict.fromkeys(
             (
@@ -522,8 +514,8 @@ def _with_usage(eku=None, key_usage=None):
             False,
         )
         flags.update(key_usage)
-        builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
-    return builder.sign(key, hashes.SHA256())
+        extensions.append((x509.KeyUsage(**flags), True))
+    return _cert(sans=("db.internal",), cn="db.internal", extensions=extensions)
 
 
 @pytest.mark.parametrize(
