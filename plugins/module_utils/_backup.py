@@ -60,9 +60,9 @@ MAX_COMPRESSION_THREADS = 32
 # How far in the future a backup's end may be (clocks of hosts backing up to one place differ a little).
 CLOCK_SKEW_SECONDS = 300
 GLOBALS_TRAILER = b"PostgreSQL database cluster dump complete"
-# Directory-format staging (a plaintext dump, even when the backup is encrypted). Its run holds a lock on it, which
-# the kernel drops when that run dies, even of SIGKILL; OWNER_FILE, written once the lock is held, tells a dead
-# run's leftover from one being set up. One without it (made by an older version) is removed after the grace period.
+# Directory-format staging (a plaintext dump, even when the backup is encrypted). Its run holds a lock on the
+# OWNER_FILE in it, which the kernel drops when that run dies, even of SIGKILL (_lock_staging). One without that
+# file (being set up, or made by an older version) is removed only after the grace period.
 STAGING_PREFIX = ".locksmith-pg_backup-"
 STAGING_OWNER_FILE = "owner"
 STAGING_GRACE_SECONDS = 86400
@@ -80,6 +80,19 @@ _WAL_LSN = (
 # A backup taken with other filters (a one-table export, say) is another kind of backup: it neither makes a full
 # one not due nor takes the place of one in retention.
 FILTER_OPTIONS = ("schemas", "exclude_schemas", "tables", "exclude_tables")
+
+
+def future_dated(where, entry, now, warnings, consequence) -> bool:
+    """Whether ``entry`` ended more than CLOCK_SKEW_SECONDS from now (made while a clock was ahead: its age would be
+    negative); if so, warn naming it and what this means here (``consequence``)."""
+    ahead = entry.ended - now
+    if ahead <= CLOCK_SKEW_SECONDS:
+        return False
+    warnings.append(
+        "%s: backup %s of '%s' ended at %s, %ds in the future; it was made while a clock was wrong, so it %s: check "
+        "NTP on the hosts that back up" % (where, entry.backup_id, entry.label, iso(entry.ended), ahead, consequence)
+    )
+    return True
 
 
 def partial_filters(manifest) -> dict:
@@ -292,14 +305,8 @@ class BackupJob:
             for e in self.existing.get(destination.index, []):
                 if not e.complete or not self.same_filters(e):
                     continue
-                if e.ended - now > CLOCK_SKEW_SECONDS:
-                    # Made while this host's clock was ahead: it did not end "less than the interval ago", and
-                    # counting it would hold off every backup until the clock catches up with it.
-                    self.warnings.append(
-                        "%s: backup %s ended at %s, %ds in the future; it was made while a clock was wrong, so it "
-                        "does not count as recent: check NTP on the hosts that back up"
-                        % (destination.name, e.backup_id, iso(e.ended), e.ended - now)
-                    )
+                # Counting it would hold off every backup until the clock catches up with it.
+                if future_dated(destination.name, e, now, self.warnings, "does not count as recent"):
                     continue
                 complete.append(e)
             if not complete:

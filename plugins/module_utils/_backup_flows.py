@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 from ansible_collections.locksmith.ops.plugins.module_utils._backup import (
-    CLOCK_SKEW_SECONDS,
     BackupError,
+    future_dated,
     iso,
     partial_filters,
 )
@@ -127,16 +127,12 @@ def list_backups_info(destinations, labels, verify_checksums, now, warnings=None
                 check["manifest"] = entry.manifest
                 backups.append(check)
                 # A partial backup (a one-table export) does not hold the database: listed, never its RPO.
-                counted = check["valid"] and not partial_filters(entry.manifest)
-                if counted and entry.ended - now > CLOCK_SKEW_SECONDS:
-                    # As in pg_backup's due(): made while a clock was ahead, its age would be negative and pass any
-                    # "age < RPO" gate until the clock catches up. Listed, never the newest good one.
-                    warnings.append(
-                        "%s: backup %s of '%s' ended at %s, %ds in the future; it was made while a clock was wrong, "
-                        "so it is not counted as the newest good backup: check NTP on the hosts that back up"
-                        % (destination.name, entry.backup_id, label, iso(entry.ended), entry.ended - now)
-                    )
-                    counted = False
+                # A negative age would pass any "age < RPO" gate until the clock catches up: listed, never counted.
+                counted = (
+                    check["valid"]
+                    and not partial_filters(entry.manifest)
+                    and not future_dated(destination.name, entry, now, warnings, "is not the newest good backup")
+                )
                 if counted and (label not in newest or entry.ended > newest[label]["ended_epoch"]):
                     newest[label] = {
                         "id": entry.backup_id,
