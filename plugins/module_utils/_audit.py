@@ -117,12 +117,11 @@ def desired_triggers(params: dict, key_columns: list, columns=(), partition=Fals
             # An excluded key column stays out of record_key too: the log never holds its value.
             key = [c for c in key_columns if c not in excluded]
             args = (flag, setting, pg_array_literal(excluded), pg_array_literal(compared), *key)
-            when = operation == "update" and bool(excluded)
         elif params.get("exclude_columns"):
             # The statement text may carry excluded values (the client's whole query string): not stored.
-            args, when = (setting, "false"), False
+            args = (setting, "false")
         else:
-            args, when = (setting,), False
+            args = (setting,)
         if partition and row:
             continue
         specs[TRIGGER_PREFIX + (PARTITION_INFIX if partition else "") + operation] = {
@@ -130,7 +129,9 @@ def desired_triggers(params: dict, key_columns: list, columns=(), partition=Fals
             "level": "row" if row else "statement",
             "function": "%s.%s" % (params["audit_schema"], "log_row" if row else "log_statement"),
             "args": list(args),
-            "when": when,
+            # No trigger of ours has a WHEN clause (it would run with the caller's settings; schema version 5),
+            # so one found on a trigger is drift: WHEN (false) would switch auditing off unseen.
+            "when": False,
             "enabled": True,
         }
     return specs
@@ -228,19 +229,12 @@ def _grant_steps(params: dict, current: list) -> tuple:
 
 def create_trigger_sql(table: dict, name: str, spec: dict):
     """CREATE TRIGGER for one spec; every name and argument is quoted by psycopg2.sql."""
-    when = sql.SQL("")
-    if spec["when"]:
-        when = sql.SQL(
-            " WHEN ((pg_catalog.to_jsonb(OLD.*) OPERATOR(pg_catalog.-) {e}::text[]) IS DISTINCT FROM "
-            "(pg_catalog.to_jsonb(NEW.*) OPERATOR(pg_catalog.-) {e}::text[]))"
-        ).format(e=sql.Literal(spec["args"][2]))
     fn_schema, fn_name = spec["function"].split(".")
-    return sql.SQL("CREATE TRIGGER {} AFTER {} ON {} FOR EACH {}{} EXECUTE FUNCTION {}({})").format(
+    return sql.SQL("CREATE TRIGGER {} AFTER {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(
         sql.Identifier(name),
         sql.SQL(_EVENTS[spec["operation"]]),
         sql.Identifier(table["schema"], table["table"]),
         sql.SQL("ROW" if spec["level"] == "row" else "STATEMENT"),
-        when,
         sql.Identifier(fn_schema, fn_name),
         sql.SQL(", ").join(sql.Literal(arg) for arg in spec["args"]),
     )

@@ -122,7 +122,10 @@ def test_sequence_through_ansible_playbook(pg_cluster, shop, ansible):
         "SELECT proname, prosecdef, proconfig FROM pg_proc WHERE pronamespace = 'audit'::regnamespace "
         "AND proname LIKE 'log_%%' ORDER BY 1",
     )
-    assert secdef == [("log_row", True, ['search_path=""']), ("log_statement", True, ['search_path=""'])]
+    assert secdef == [
+        ("log_row", True, ['search_path=""', "extra_float_digits=1"]),
+        ("log_statement", True, ['search_path=""']),
+    ]
 
 
 def test_every_operation_is_logged_with_old_new_and_app_user(pg_cluster, shop):
@@ -457,14 +460,17 @@ def test_failures_name_the_input(pg_cluster, shop):
     assert foreign_info["failed"] and "was not created by locksmith.ops" in foreign_info["msg"]
 
 
-def _install_version_1(cluster, database):
-    """The audit schema exactly as a release with only migration 1 left it."""
+def _install_version(cluster, database, version=1):
+    """The audit schema exactly as a release whose newest migration was `version` left it."""
     conn = cluster.connect(database)
     try:
         with conn.cursor() as cur:
-            for text in MIGRATIONS[0][2]:
-                cur.execute(sql.SQL(text).format(s=sql.Identifier("audit"), s_lit=sql.Literal("audit")))
-            cur.execute("INSERT INTO audit.schema_version (version, description) VALUES (1, %s)", (MIGRATIONS[0][1],))
+            for number, description, statements in MIGRATIONS[:version]:
+                for text in statements:
+                    cur.execute(sql.SQL(text).format(s=sql.Identifier("audit"), s_lit=sql.Literal("audit")))
+                cur.execute(
+                    "INSERT INTO audit.schema_version (version, description) VALUES (%s, %s)", (number, description)
+                )
     finally:
         conn.close()
 
@@ -472,7 +478,7 @@ def _install_version_1(cluster, database):
 def test_upgrade_from_version_1_is_one_idempotent_migration(pg_cluster, shop):
     db = shop["db"]
     assert LATEST_VERSION >= 2
-    _install_version_1(pg_cluster, db)
+    _install_version(pg_cluster, db)
     # A version 1 module run: partitions (with their CHECK copies), triggers and an entry with old rows.
     q(pg_cluster, db, "SELECT * FROM audit.maintain(90, 1)")
     trigger = "CREATE TRIGGER {} AFTER {} ON users FOR EACH {} EXECUTE FUNCTION audit.{}"
@@ -587,3 +593,29 @@ def test_a_cast_in_the_trigger_runs_as_the_writer_and_cannot_escalate_or_drop(pg
     as_role(pg_cluster, db, app, [CAST % "'SELECT 1'", "INSERT INTO users VALUES (3, 'cy', 'h', 'happy')"])
     assert q(pg_cluster, db, "SELECT new_data->>'m' FROM audit.log WHERE operation = 'INSERT'") == [("happy",)]
     assert run(pg_cluster, db, tables=["users"])["changed"] is False
+
+
+def test_upgrade_from_version_4_takes_the_when_clause_off_excluded_column_triggers(pg_cluster, shop):
+    """Version 4 put the excluded-only test in a WHEN clause, run with the caller's extra_float_digits."""
+    db = shop["db"]
+    _install_version(pg_cluster, db, 4)
+    q(pg_cluster, db, "GRANT USAGE ON SCHEMA audit TO %s; GRANT INSERT ON audit.log TO %s" % (WRITER_ROLE, WRITER_ROLE))
+    q(pg_cluster, db, "SELECT * FROM audit.maintain(90, 1)")
+    q(
+        pg_cluster,
+        db,
+        "CREATE TRIGGER locksmith_audit_update AFTER UPDATE ON users FOR EACH ROW WHEN ("
+        "(to_jsonb(OLD.*) - '{password_hash}'::text[]) IS DISTINCT FROM (to_jsonb(NEW.*) - '{password_hash}'::text[])) "
+        "EXECUTE FUNCTION audit.log_row('false', 'app.user_id', '{password_hash}', '{}', 'id')",
+    )
+    args = {"tables": ["users"], "operations": ["update"], "exclude_columns": ["password_hash"], "partitions_ahead": 1}
+    upgraded = run(pg_cluster, db, **args)
+    assert upgraded["actions"] == [
+        "migrate audit schema audit to version 5 (%s)" % MIGRATIONS[4][1],
+        "replace trigger locksmith_audit_update on public.users",
+    ], upgraded
+    assert run(pg_cluster, db, **args)["changed"] is False
+    q(pg_cluster, db, "INSERT INTO users VALUES (1, 'ann', 'h')")
+    q(pg_cluster, db, "UPDATE users SET password_hash = 'h2'; UPDATE users SET name = 'anna'")
+    rows = log_rows(pg_cluster, db)
+    assert [(r[0], r[5], r[6]) for r in rows] == [("UPDATE", {"id": 1, "name": "ann"}, {"id": 1, "name": "anna"})]
