@@ -62,6 +62,7 @@ EXAMPLES = r"""
       type: s3
       bucket: acme-backups-eu-west-1
       region: eu-west-1
+      prefix: postgresql
 
 - name: Show the RPO of every database the site backs up
   ansible.builtin.debug:

@@ -40,7 +40,7 @@ EXAMPLES = r"""
 
 - name: Fail when the users table is not audited
   ansible.builtin.assert:
-    that: "'public.users' in shop_audit_catalog.tables"
+    that: "'public.users' in shop_audit.tables"
     fail_msg: "public.users has no audit triggers; run locksmith.ops.audit_trigger for it"
 """
 

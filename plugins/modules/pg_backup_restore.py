@@ -350,6 +350,7 @@ EXAMPLES = r"""
       - type: s3
         bucket: acme-backups-eu-west-1
         region: eu-west-1
+        prefix: postgresql
     encryption_key: "{{ lookup('community.hashi_vault.vault_kv2_get', 'backup/key').secret.key }}"
     assertions:
       - {name: workflows present, sql: "SELECT count(*) FROM workflows", expected: 1000, compare: ge}

@@ -244,9 +244,11 @@ EXAMPLES = r"""
     length: 64
     grace_seconds: 86400
     revoke_previous: true
-    backend: file
-    file_path: /etc/locksmith/secrets.json
+    backend: vault
+    vault_url: https://vault.example.com:8200
+    vault_token: "{{ lookup('ansible.builtin.env', 'VAULT_TOKEN') }}"
 
+# The api/token examples keep the value in the file store, a lab store; use vault or aws in production.
 - name: Is the API token due? (run with --check; nothing changes)
   locksmith.ops.secret_rotate:
     secret: api/token
@@ -263,13 +265,15 @@ EXAMPLES = r"""
     stop_after: stage
     backend: file
     file_path: /etc/locksmith/secrets.json
+  register: token_stage
 
-- name: Generic value - your handler applies the pending value
+- name: Generic value - your handler applies the pending value, while one is staged
   ansible.builtin.copy:
     dest: /etc/api/token
     content: "{{ lookup('locksmith.ops.secret', 'api/token', stage='pending', field='value',
                  backend='file', file_path='/etc/locksmith/secrets.json', cache=false) }}"
     mode: "0600"
+  when: token_stage.secret.pending_version is not none
   no_log: true
 
 - name: Generic value, phase 2 - test through the service and promote
@@ -478,14 +482,17 @@ def main():
         except _rotation.RotationError as err:
             state = getattr(err, "state", None)
             if state is not None:
-                err.details["secret"] = _rotation.summary(params["secret"], backend.name, target, state, policy, now)
+                err.details["secret"] = _rotation.summary(
+                    params["secret"], backend.name, target, state, policy, time.time()
+                )
             err.details["executed_queries"] = target.executed_queries
             try:
                 publish(params, state, False, module.check_mode)
             except LocksmithError as metrics_err:
                 err.details["metrics_error"] = metrics_err.msg
             raise
-        result["secret"] = _rotation.summary(params["secret"], backend.name, target, state, policy, now)
+        # Ages are measured at the end of the run: a promotion in this run is stamped after `now`.
+        result["secret"] = _rotation.summary(params["secret"], backend.name, target, state, policy, time.time())
         result["executed_queries"] = target.executed_queries
         path = publish(params, state, state.pending is None, module.check_mode)
         if path:

@@ -50,8 +50,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 dest:
-  description: Path of the file written (when the content changed).
-  returned: changed
+  description: Path of the destination file, written or left in place.
+  returned: success
   type: str
   sample: /etc/ssh/sshd_config.d/50-locksmith.conf
 path:
@@ -94,6 +94,21 @@ state:
   returned: success
   type: str
   sample: file
+size:
+  description: Size of the file in bytes.
+  returned: success
+  type: int
+  sample: 96
+md5sum:
+  description: MD5 of the file's content, where the host can compute one.
+  returned: changed
+  type: str
+  sample: 2a5aeecc61dc98c4d780b14b330e3282
+src:
+  description: The temporary file on the host that was moved into place.
+  returned: changed
+  type: str
+  sample: /root/.ansible/tmp/ansible-tmp-1795000000.0-1234-5678/.source
 backup_file:
   description: Path of the copy of the previous file, with O(backup).
   returned: changed and O(backup) is set

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import pytest
 
@@ -57,3 +59,17 @@ def test_return_secret_returns_the_value_with_a_warning(tmp_path):
     assert loud["secret_value"] == {"value": stored}
     assert "return_secret is set" in json.dumps(loud["warnings"])
     assert "diff" not in loud  # only with --diff
+
+
+def test_the_age_right_after_a_rotation_is_not_negative(tmp_path, monkeypatch):
+    # A clock one second later at every reading: the promotion is stamped after the run started, and the
+    # result's age must be measured from it at the end of the run, not at the start (which gave -1 s and more).
+    ticks = itertools.count(1_800_000_000.0)
+    monkeypatch.setattr(time, "time", lambda: next(ticks))
+    result = run_module_inprocess(
+        "secret_rotate", dict(secret="s", target="generic", backend="file", file_path=str(tmp_path / "f"))
+    )
+    secret = result["secret"]
+    assert result["changed"] and secret["current_version"] == "1", result
+    assert secret["age_seconds"] >= 0, secret
+    assert secret["next_due_timestamp"] == secret["promoted_timestamp"] + 2419200
