@@ -117,11 +117,13 @@ def desired_triggers(params: dict, key_columns: list, columns=(), partition=Fals
             # An excluded key column stays out of record_key too: the log never holds its value.
             key = [c for c in key_columns if c not in excluded]
             args = (flag, setting, pg_array_literal(excluded), pg_array_literal(compared), *key)
+            # Updates of excluded columns only are kept out by the trigger's WHEN clause (row_changed).
+            when = operation == "update" and bool(excluded)
         elif params.get("exclude_columns"):
             # The statement text may carry excluded values (the client's whole query string): not stored.
-            args = (setting, "false")
+            args, when = (setting, "false"), False
         else:
-            args = (setting,)
+            args, when = (setting,), False
         if partition and row:
             continue
         specs[TRIGGER_PREFIX + (PARTITION_INFIX if partition else "") + operation] = {
@@ -129,9 +131,7 @@ def desired_triggers(params: dict, key_columns: list, columns=(), partition=Fals
             "level": "row" if row else "statement",
             "function": "%s.%s" % (params["audit_schema"], "log_row" if row else "log_statement"),
             "args": list(args),
-            # No trigger of ours has a WHEN clause (it would run with the caller's settings; schema version 5),
-            # so one found on a trigger is drift: WHEN (false) would switch auditing off unseen.
-            "when": False,
+            "when": when,
             "enabled": True,
         }
     return specs
@@ -230,11 +230,18 @@ def _grant_steps(params: dict, current: list) -> tuple:
 def create_trigger_sql(table: dict, name: str, spec: dict):
     """CREATE TRIGGER for one spec; every name and argument is quoted by psycopg2.sql."""
     fn_schema, fn_name = spec["function"].split(".")
-    return sql.SQL("CREATE TRIGGER {} AFTER {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(
+    when = sql.SQL("")
+    if spec["when"]:
+        # The rows go whole to row_changed, which compares them at full precision (schema version 5).
+        when = sql.SQL(" WHEN ({}(OLD.*, NEW.*, {}::text[]))").format(
+            sql.Identifier(fn_schema, "row_changed"), sql.Literal(spec["args"][2])
+        )
+    return sql.SQL("CREATE TRIGGER {} AFTER {} ON {} FOR EACH {}{} EXECUTE FUNCTION {}({})").format(
         sql.Identifier(name),
         sql.SQL(_EVENTS[spec["operation"]]),
         sql.Identifier(table["schema"], table["table"]),
         sql.SQL("ROW" if spec["level"] == "row" else "STATEMENT"),
+        when,
         sql.Identifier(fn_schema, fn_name),
         sql.SQL(", ").join(sql.Literal(arg) for arg in spec["args"]),
     )

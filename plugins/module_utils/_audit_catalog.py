@@ -164,6 +164,11 @@ def read_triggers(conn, table_oids=None) -> dict:
     query = (
         "SELECT n.nspname AS schema, c.relname AS table, t.tgname, t.tgtype, t.tgenabled, t.tgnargs, t.tgargs, "
         "pn.nspname AS fschema, p.proname, t.tgqual IS NOT NULL AS has_when, "
+        # Our WHEN clause calls row_changed of the audit schema; any other (WHEN (false) would switch auditing
+        # off with the trigger in place, a version 4 clause compared with the caller's float precision) is drift.
+        "EXISTS (SELECT 1 FROM pg_depend d JOIN pg_proc w ON w.oid = d.refobjid WHERE d.classid = "
+        "'pg_trigger'::regclass AND d.objid = t.oid AND d.refclassid = 'pg_proc'::regclass "
+        "AND w.proname = 'row_changed' AND w.pronamespace = p.pronamespace) AS when_ours, "
         # A row trigger's clone on a partition can be switched off there alone; that is drift of this trigger.
         "EXISTS (SELECT 1 FROM pg_partition_tree(t.tgrelid) pt JOIN pg_trigger ct ON ct.tgrelid = pt.relid "
         "AND ct.tgname = t.tgname AND ct.tgparentid <> 0 WHERE pt.level > 0 AND ct.tgenabled NOT IN ('O', 'A')) "
@@ -187,7 +192,8 @@ def read_triggers(conn, table_oids=None) -> dict:
             "level": "row" if tgtype & _TYPE_ROW else "statement",
             "function": "%s.%s" % (row["fschema"], row["proname"]),
             "args": [a.decode("utf-8", "replace") for a in args],
-            "when": row["has_when"],
+            # True: our WHEN clause; "other": one we never make, so the spec differs from every desired one.
+            "when": (True if row["when_ours"] else "other") if row["has_when"] else False,
             # 'D' never fires, 'R' only in replica sessions; 'O' (the default) and 'A' fire in ordinary ones.
             "enabled": row["tgenabled"] in ("O", "A") and not row["clone_off"],
         }

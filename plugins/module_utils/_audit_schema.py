@@ -423,77 +423,20 @@ END
 $locksmith$""",
 ]
 
-# Version 5: floats are printed at full precision whatever the session asks for. to_jsonb() prints real and
-# double precision with the caller's extra_float_digits, and any role may lower it for its own session: 1.2 and
-# 1.3 both printed as 1, so diff_only saw no change and the log held rounded values. The function now sets the
-# default (1, the shortest text that reads back exactly) for its own run: one more setting in the save and
-# restore its search_path already costs. The WHEN clause of the UPDATE trigger of a table with excluded columns ran in
-# the caller's session too, so that test moves in here: an update of excluded columns only is still not logged.
+# Version 5: floats are compared and logged at full precision whatever the session asks for. to_jsonb() prints
+# real and double precision with the caller's extra_float_digits, which any role may lower for its own session:
+# 1.2 and 1.3 both printed as 1, so diff_only saw no change and the log held rounded values. log_row now sets the
+# default (1, the shortest text that reads back exactly) for its own run: one more setting in the save and restore
+# its search_path already costs. The WHEN clause that keeps updates of excluded columns only out of the log ran
+# in the caller's session too; it now calls row_changed, which sets the same. row_changed takes the rows whole, so
+# the clause still names no column (DROP COLUMN is never blocked by it), and runs as the caller: it reads only
+# the two rows it is given.
 _V5 = [
-    """CREATE OR REPLACE FUNCTION {s}.log_row() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' SET extra_float_digits = 1 AS $locksmith$
-DECLARE
-    old_j jsonb;
-    new_j jsonb;
-    rec_key jsonb;
-    cols text[];
-    col text;
-    diff_old jsonb;
-    diff_new jsonb;
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        new_j := pg_catalog.to_jsonb(NEW);
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        old_j := pg_catalog.to_jsonb(OLD);
-    END IF;
-    IF TG_NARGS = 5 THEN
-        rec_key := pg_catalog.jsonb_build_object(TG_ARGV[4], COALESCE(new_j, old_j) -> TG_ARGV[4]);
-    ELSIF TG_NARGS > 5 THEN
-        rec_key := '{{}}'::jsonb;
-        FOR i IN 4 .. TG_NARGS - 1 LOOP
-            rec_key := rec_key || pg_catalog.jsonb_build_object(TG_ARGV[i], COALESCE(new_j, old_j) -> TG_ARGV[i]);
-        END LOOP;
-    END IF;
-    IF TG_ARGV[2] <> '{{}}' THEN
-        cols := TG_ARGV[2]::text[];
-        new_j := new_j - cols;
-        old_j := old_j - cols;
-        -- An update of excluded columns only is not logged (this was the trigger's WHEN clause).
-        IF TG_OP = 'UPDATE' AND new_j = old_j THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    IF TG_ARGV[0] = 'true' AND TG_OP = 'UPDATE' THEN
-        cols := TG_ARGV[3]::text[];
-        diff_old := '{{}}';
-        diff_new := '{{}}';
-        FOREACH col IN ARRAY cols LOOP
-            IF (new_j -> col) IS DISTINCT FROM (old_j -> col) THEN
-                diff_old := diff_old || pg_catalog.jsonb_build_object(col, old_j -> col);
-                diff_new := diff_new || pg_catalog.jsonb_build_object(col, new_j -> col);
-            END IF;
-        END LOOP;
-        -- Columns added since the trigger was created are still compared, the slow way; one jsonb
-        -- delete tells whether there are any.
-        IF (new_j - cols) <> '{{}}' THEN
-            SELECT diff_old || COALESCE(pg_catalog.jsonb_object_agg(n.key, old_j -> n.key), '{{}}'),
-                   diff_new || COALESCE(pg_catalog.jsonb_object_agg(n.key, n.value), '{{}}')
-              INTO diff_old, diff_new
-              FROM pg_catalog.jsonb_each(new_j - cols) AS n
-             WHERE n.value IS DISTINCT FROM old_j -> n.key;
-        END IF;
-        old_j := diff_old;
-        new_j := diff_new;
-    END IF;
-    INSERT INTO {s}.log (transaction_id, operation, capture, schema_name, table_name, record_key,
-                         old_data, new_data, db_role, session_role, application_name, client_addr, app_user_id)
-    VALUES (pg_catalog.txid_current(), TG_OP, 'row', TG_TABLE_SCHEMA, TG_TABLE_NAME, rec_key, old_j, new_j,
-            COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user), session_user,
-            pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-            NULLIF(pg_catalog.current_setting(TG_ARGV[1], true), ''));
-    RETURN NULL;
-END
+    "ALTER FUNCTION {s}.log_row() SET extra_float_digits = 1",
+    """CREATE FUNCTION {s}.row_changed(old_row anyelement, new_row anyelement, excluded text[]) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = '' SET extra_float_digits = 1 AS $locksmith$
+SELECT (pg_catalog.to_jsonb(old_row) OPERATOR(pg_catalog.-) excluded)
+       IS DISTINCT FROM (pg_catalog.to_jsonb(new_row) OPERATOR(pg_catalog.-) excluded)
 $locksmith$""",
 ]
 
@@ -503,6 +446,6 @@ MIGRATIONS = [
     (2, "cheaper row trigger: no CHECK constraints on the log, lighter diff_only", _V2),
     (3, "trigger functions run as locksmith_audit_writer, which may only insert into the log", _V3),
     (4, "a TRUNCATE of a table with excluded columns logs no statement text", _V4),
-    (5, "floats logged at full precision whatever the session's extra_float_digits", _V5),
+    (5, "floats compared and logged at full precision whatever the session's extra_float_digits", _V5),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.integration.test_audit_trigger import info, log_rows, q, run
 
@@ -94,7 +95,7 @@ def test_a_session_that_lowers_float_precision_neither_hides_nor_rounds_changes(
 
 
 def test_a_when_clause_put_on_an_audit_trigger_is_drift(pg_cluster, pg_database):
-    """WHEN (false) on a trigger of ours, same name and arguments, would switch auditing off unseen."""
+    """WHEN (false) instead of ours, same name and arguments, would switch auditing off unseen."""
     db = pg_database
     q(pg_cluster, db, "CREATE TABLE users (id int PRIMARY KEY, name text, pw text)")
     audit = {"tables": ["users"], "operations": ["update"], "exclude_columns": ["pw"]}
@@ -104,15 +105,18 @@ def test_a_when_clause_put_on_an_audit_trigger_is_drift(pg_cluster, pg_database)
         db,
         "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'locksmith_audit_update'",
     )[0]
-    assert " WHEN " not in definition
+    assert "WHEN (audit.row_changed(old.*, new.*, " in definition, definition
     q(
         pg_cluster,
         db,
         "DROP TRIGGER locksmith_audit_update ON users; "
-        + definition.replace(" FOR EACH ROW ", " FOR EACH ROW WHEN (false) "),
+        + re.sub(r" WHEN \(.*\) EXECUTE ", " WHEN (false) EXECUTE ", definition),
     )
     again = run(pg_cluster, db, **audit)
     assert "replace trigger locksmith_audit_update on public.users" in again["actions"], again
     q(pg_cluster, db, "INSERT INTO users VALUES (1, 'ann', 'h'); UPDATE users SET name = 'anna'")
     assert [r[0] for r in log_rows(pg_cluster, db)] == ["UPDATE"]
+    assert run(pg_cluster, db, **audit)["changed"] is False
+    # The clause takes the rows whole and names no column: DROP COLUMN is neither blocked nor cascades to it.
+    q(pg_cluster, db, "ALTER TABLE users DROP COLUMN name")
     assert run(pg_cluster, db, **audit)["changed"] is False

@@ -100,8 +100,7 @@ def test_row_specs_carry_options_in_arguments():
     )
     assert sorted(specs) == ["locksmith_audit_" + op for op in ("delete", "insert", "truncate", "update")]
     update = specs["locksmith_audit_update"]
-    # No WHEN clause: it would run with the caller's extra_float_digits (the function skips excluded-only updates).
-    assert update["level"] == "row" and update["when"] is False and update["function"] == "audit.log_row"
+    assert update["level"] == "row" and update["when"] is True and update["function"] == "audit.log_row"
     assert update["args"] == ["true", "app.user_id", '{"pw"}', '{"tenant","id","name"}', "tenant", "id"]
     assert specs["locksmith_audit_insert"]["when"] is False
     assert specs["locksmith_audit_truncate"] == {
