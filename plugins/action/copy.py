@@ -26,4 +26,41 @@ class ActionModule(BuiltinCopy):
             path, status = self._last_stat
             if module_args.get("dest") == path and attributes_in_place(status, module_args):
                 return unchanged_result(path, status)
+        if module_name == "ansible.legacy.copy" and not self._task.check_mode:
+            missing = self._missing_principal(module_args or self._task.args, kwargs.get("task_vars"))
+            if missing:
+                return missing
         return super()._execute_module(module_name, module_args, *args, **kwargs)
+
+    def _missing_principal(self, module_args, task_vars):
+        """A failed result when owner or group names no account on the host; None when both exist.
+
+        The copy module moves the new file into place before it sets owner, group and mode, so an owner that does
+        not exist left the new content (a secret, often) in place with the default mode, 0644. Checked only when
+        a file is about to be written: one getent run per name and task.
+        """
+        checked = self.__dict__.setdefault("_principals_checked", {})
+        for option, database in (("owner", "passwd"), ("group", "group")):
+            name = module_args.get(option)
+            if name is None or str(name).isdigit():
+                continue  # a number is used as it is, whether or not an account has it
+            key = (database, str(name))
+            if key not in checked:
+                found = super()._execute_module(
+                    module_name="ansible.legacy.getent",
+                    module_args={"database": database, "key": str(name), "fail_key": False},
+                    task_vars=task_vars,
+                )
+                # A getent that cannot run settles nothing: the copy goes ahead as before.
+                entries = (found.get("ansible_facts") or {}).get("getent_" + database) or {}
+                checked[key] = bool(found.get("failed")) or entries.get(str(name)) is not None
+            if not checked[key]:
+                dest = module_args.get("dest")
+                return {
+                    "failed": True,
+                    "changed": False,
+                    "dest": dest,
+                    "msg": "%s '%s' does not exist on the host (getent %s); nothing was written to %s. Create it "
+                    "before this task, or set %s to an existing account." % (option, name, database, dest, option),
+                }
+        return None

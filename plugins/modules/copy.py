@@ -20,6 +20,11 @@ description:
   - The C(file) module still runs when the stat cannot settle it. That is the case when the destination
     is not a regular file or is a link, or the owner, group or mode differs. It is also the case for a
     symbolic O(mode) such as V(u=rw,g=r), and when O(attributes) or an SELinux context option is given.
+  - A second difference, in what a failure leaves. When O(owner) or O(group) names an account the host does
+    not have, M(ansible.builtin.copy) has already moved the new file into place when C(chown) fails, and
+    leaves it there with the default mode (often C(0644), for a file that may hold a secret). This action
+    looks the names up first (C(getent), only when a file is about to be written) and fails without writing
+    anything.
   - The roles of this collection use it for every file they write.
 author: locksmith.ops contributors (@locksmith-ops)
 options:

@@ -16,7 +16,8 @@ description:
     M(ansible.builtin.template) does, with the same options, results, check mode and diff.
   - The builtin action hands the rendered file to the copy action. This one hands it to
     M(locksmith.ops.copy), which runs one module on the host instead of two when the file is already
-    right (see there for when the second still runs).
+    right (see there for when the second still runs), and which fails without writing anything when
+    O(owner) or O(group) names an account the host does not have.
   - The roles of this collection use it for every file they render.
 author: locksmith.ops contributors (@locksmith-ops)
 options:

@@ -155,3 +155,35 @@ def test_changed_content_is_written_by_the_copy_module_as_before(tmp_path, count
     assert rewritten.changed() == 1
     assert (root / "umask.sh").read_text(encoding="utf-8") == "umask 027\n"
     assert runs["copy"] == 1
+
+
+def test_an_owner_or_group_that_does_not_exist_writes_nothing(tmp_path):
+    """The copy module moves the new file into place before chown: ansible.builtin.copy and .template leave the
+    content (a secret, often) there with mode 0644 when the owner does not exist. Ours refuse before writing."""
+    root = tmp_path / "site"
+    _site(root)
+    (root / "kept.env").write_text("OLD=1\n", encoding="utf-8")
+    (root / "kept.env").chmod(0o600)
+    tasks = [
+        ("new", "copy", {"content": "KEY=s3cret\n", "dest": str(root / "new.env"), "owner": "no-such-user-x"}),
+        ("kept", "copy", {"content": "KEY=s3cret\n", "dest": str(root / "kept.env"), "group": "no-such-group-x"}),
+        ("rendered", "template", {"src": str(root / "motd.j2"), "dest": str(root / "motd"), "owner": "no-such-user-x"}),
+    ]
+    for name, action, args in tasks:
+        play = [
+            {
+                "hosts": "localhost",
+                "gather_facts": False,
+                "vars": {"site_name": "db1"},
+                "tasks": [{"name": name, OURS[action]: {**args, "mode": "0600"}}],
+            }
+        ]
+        run = ansible.run_playbook(play, extra_vars={"ansible_python_interpreter": sys.executable})
+        result = run.result(name)
+        assert run.rc != 0 and result["failed"] is True, result
+        option = "group" if "group" in args else "owner"
+        assert result["msg"].startswith("%s '%s' does not exist on the host" % (option, args[option])), result
+        assert "nothing was written to %s" % args["dest"] in result["msg"]
+    assert not (root / "new.env").exists() and not (root / "motd").exists()
+    assert (root / "kept.env").read_text(encoding="utf-8") == "OLD=1\n"
+    assert (root / "kept.env").stat().st_mode & 0o7777 == 0o600
