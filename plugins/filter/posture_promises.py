@@ -137,6 +137,15 @@ def _copies(host, database, newest, valid, wanted):
 def _drill(drill, evidence, targets):
     drill = _dict("drill", drill)
     verified = bool(drill.get("verified"))
+    errors = drill.get("errors") if isinstance(drill.get("errors"), list) else []
+    if not drill:
+        detail = "no drill report"
+    elif not verified and errors:
+        # A drill that stopped before it restored (no backup found, storage unreachable) has no phases to show.
+        first = " ".join(str(errors[0]).split())
+        detail = "failed: %s" % (first if len(first) <= 160 else first[:157] + "...")
+    else:
+        detail = "phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True, default=str)
     return [
         {
             "name": "drill_rto",
@@ -146,9 +155,7 @@ def _drill(drill, evidence, targets):
             "unit": "s",
             "target": targets["rto_seconds"],
             "compare": "le",
-            "detail": ("phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True, default=str))
-            if drill
-            else "no drill report",
+            "detail": detail,
             "evidence": evidence or "",
         }
     ]

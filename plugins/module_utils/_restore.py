@@ -36,6 +36,9 @@ from ansible_collections.locksmith.ops.plugins.module_utils._storage import ALL_
 MODES = ["drill", "recover", "tables", "pitr"]
 PHASES = ("fetch", "decrypt", "restore", "verify")
 CONFIRM_TEXT = "I understand this overwrites %s"
+# A drill older than this is overdue (locksmith_drill_max_age_seconds): twice the weekly schedule of
+# playbooks/awx_configure.yml plus a day, so one missed run is tolerated and a second is not.
+DRILL_MAX_AGE_SECONDS = 2 * 7 * 86400 + 86400
 COMPARISONS = {
     "eq": lambda a, e: a == e,
     "ne": lambda a, e: a != e,
@@ -111,6 +114,7 @@ def restore_argument_spec():
         rto_target_seconds=dict(type="int", default=1800),
         rpo_target_seconds=dict(type="int", default=86400),
         fail_on_missed_targets=dict(type="bool", default=True),
+        drill_max_age_seconds=dict(type="int", default=DRILL_MAX_AGE_SECONDS),
     )
     from ansible_collections.locksmith.ops.plugins.module_utils._pitr import pitr_argument_spec
 

@@ -214,21 +214,33 @@ def render_markdown(report):
         "",
         "| | |",
         "|---|---|",
-        "| backup | `%s` from %s |" % (report["backup_id"], report["source"]),
-        "| backup ended | %s |" % report["backup_ended_at"],
-        "| restored into | `%s` (%s) |" % (report["target_database"], report["target_fate"]),
+        "| backup | %s |"
+        % ("`%s` from %s" % (report["backup_id"], report["source"]) if report["backup_id"] else "none chosen"),
+        "| backup ended | %s |" % (report["backup_ended_at"] or "-"),
+        "| restored into | `%s` (%s) |" % (report["target_database"] or "-", report["target_fate"]),
         "| started | %s |" % report["started_at"],
-        "| RTO | %.1f s (target %d s: %s) |"
-        % (report["rto_seconds"], report["rto_target_seconds"], "met" if report["rto_met"] else "MISSED"),
-        "| RPO | %.0f s (target %d s: %s) |"
-        % (report["rpo_seconds"], report["rpo_target_seconds"], "met" if report["rpo_met"] else "MISSED"),
+        "| RTO | %s (target %d s: %s) |"
+        % (
+            "%.1f s" % report["rto_seconds"] if report["rto_seconds"] is not None else "not measured",
+            report["rto_target_seconds"],
+            "met" if report["rto_met"] else "MISSED",
+        ),
+        "| RPO | %s (target %d s: %s) |"
+        % (
+            "%.0f s" % report["rpo_seconds"] if report["rpo_seconds"] is not None else "not measured",
+            report["rpo_target_seconds"],
+            "met" if report["rpo_met"] else "MISSED",
+        ),
         "",
         "## Phases",
         "",
         "| phase | seconds |",
         "|---|---|",
     ]
-    lines += ["| %s | %.3f |" % (name, report["phases"].get(name, 0.0)) for name in PHASES]
+    # A run that stopped before it restored anything has no phases: "-", not a measured 0.
+    lines += [
+        "| %s | %s |" % (name, "%.3f" % report["phases"][name] if name in report["phases"] else "-") for name in PHASES
+    ]
     lines += ["", "## Checks", "", "| check | subject | expected | actual | result |", "|---|---|---|---|---|"]
     for item in report["checks"]:
         lines.append(
@@ -267,30 +279,52 @@ def write_report(directory, report):
     return {"json": base + ".json", "markdown": base + ".md"}
 
 
-def write_metrics(directory, report, now):
-    """locksmith_drill_* for one database (docs/metrics.md)."""
+def write_metrics(directory, report, now, max_age_seconds, passed=None):
+    """locksmith_drill_* for one database (docs/metrics.md); ``passed`` overrides the report's verdict.
+
+    Only what the drill measured is published: the RTO of a verified restore, the RPO and phases once a backup was
+    chosen. A drill that stopped before (no backup found, storage or server unreachable, a key or an input refused)
+    publishes its run time, status 0 and the targets; its RTO, RPO and phase series vanish, rather than the previous
+    drill's figures standing for it.
+    """
     from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 
     label = report["database"]
-    phase = _metrics.Family("locksmith_drill_phase_seconds", "Wall time of each phase of the newest drill.")
-    for name in PHASES:
-        phase.add(report["phases"].get(name, 0.0), database=label, phase=name)
+    passed = report["passed"] if passed is None else passed
     families = [
         _metrics.Family("locksmith_drill_last_run_timestamp_seconds", "End of the newest DR drill.").add(
             round(now, 3), database=label
         ),
         _metrics.Family("locksmith_drill_last_status", "1 if the newest drill verified and met its targets.").add(
-            1 if report["passed"] else 0, database=label
-        ),
-        _metrics.Family("locksmith_drill_rto_seconds", "Measured RTO of the newest drill.").add(
-            report["rto_seconds"], database=label
+            1 if passed else 0, database=label
         ),
         _metrics.Family("locksmith_drill_rto_target_seconds", "RTO target.").add(
             report["rto_target_seconds"], database=label
         ),
-        _metrics.Family("locksmith_drill_rpo_seconds", "Age of the restored backup at drill time.").add(
-            report["rpo_seconds"], database=label
-        ),
-        phase,
     ]
+    if max_age_seconds and max_age_seconds > 0:
+        families.append(
+            _metrics.Family("locksmith_drill_max_age_seconds", "A drill is overdue past this age.").add(
+                max_age_seconds, database=label
+            )
+        )
+    # RTO is the time to a verified restore: a drill that did not verify has none (its report keeps the time taken).
+    if report["verified"] and report.get("rto_seconds") is not None:
+        families.append(
+            _metrics.Family("locksmith_drill_rto_seconds", "Measured RTO of the newest drill.").add(
+                report["rto_seconds"], database=label
+            )
+        )
+    if report.get("rpo_seconds") is not None:
+        families.append(
+            _metrics.Family("locksmith_drill_rpo_seconds", "Age of the restored backup at drill time.").add(
+                report["rpo_seconds"], database=label
+            )
+        )
+    phases = report.get("phases") or {}
+    if phases:
+        phase = _metrics.Family("locksmith_drill_phase_seconds", "Wall time of each phase of the newest drill.")
+        for name in PHASES:
+            phase.add(phases.get(name, 0.0), database=label, phase=name)
+        families.append(phase)
     return _metrics.write_textfile(directory, "drill", label, families)[1]

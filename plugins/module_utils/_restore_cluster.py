@@ -104,6 +104,7 @@ class ClusterRestoreJob:
         self.pg_restore = find_tool("pg_restore", params.get("pg_bin_dir"))
         self.server = R.Server(params)
         self.entry = None
+        self.report = None
 
     # reads and interlocks (also in check mode) ------------------------------------------------------
     def plan(self):
@@ -365,10 +366,10 @@ class ClusterRestoreJob:
                 cleanup = self._drill_cleanup()
         report = self._report(started, verified_at, phases, checks, failure, cleanup, restored)
         result.update(report=report)
+        # Kept for main(), which writes a drill's metrics once it knows the outcome, also when what follows fails.
+        self.report = report
         if self.params.get("report_dir"):
             result["report_files"] = C.write_report(self.params["report_dir"], report)
-        if self.params.get("metrics_dir") and self.mode == "drill":
-            result["metrics_file"] = C.write_metrics(self.params["metrics_dir"], report, self.clock())
         return result
 
     def _exec(self, dbname, statement, shown=None, what=None):

@@ -48,6 +48,7 @@ class RestoreJob:
         self.pg_restore = find_tool("pg_restore", params.get("pg_bin_dir"))
         self.server = R.Server(params)
         self.entry = None
+        self.report = None
         self.target_exists = False
         # Set once the run has dropped or replaced something in the target: a failure after it is not "nothing".
         self.target_touched = False
@@ -134,7 +135,7 @@ class RestoreJob:
 
     # the restore -----------------------------------------------------------------------------------
     def apply(self):
-        """Fetch, decrypt, restore, verify; write the report (and metrics for drills); clean up."""
+        """Fetch, decrypt, restore, verify; write the report; clean up (main() writes a drill's metrics)."""
         started = self.clock()
         phases = R.Phases()
         checks, failure, cleanup, result = [], None, {}, {}
@@ -195,10 +196,10 @@ class RestoreJob:
                 cleanup["kept"] = scratch
         report = self._report(started, verified_at, phases, checks, failure, cleanup)
         result.update(report=report)
+        # Kept for main(), which writes a drill's metrics once it knows the outcome, also when what follows fails.
+        self.report = report
         if self.params.get("report_dir"):
             result["report_files"] = C.write_report(self.params["report_dir"], report)
-        if self.params.get("metrics_dir") and self.mode == "drill":
-            result["metrics_file"] = C.write_metrics(self.params["metrics_dir"], report, self.clock())
         return result
 
     def _restore_tables(self, plain_path, scratch, work):
@@ -330,6 +331,41 @@ class RestoreJob:
                 started, verified, phases, rto, rpo, self.params, checks, errors, self.skipped, cleanup
             ),
         }
+
+
+def stopped_report(params, started, error, entry=None, skipped=None, fate=None):
+    """The report of a run that stopped before its restore could report (no backup found, the storage or the server
+    unreachable, a key or an input refused): what it knows, and no RTO, since nothing was restored and verified.
+
+    ``entry`` is the backup chosen, when the run got that far (its RPO is then known).
+    """
+    if entry is not None and not isinstance(entry.ended, (int, float)):
+        entry = None  # chosen, but with no time to age: reported as not chosen rather than guessed
+    rpo = R.entry_age(entry, started) if entry is not None else None
+    return {
+        "mode": params["mode"],
+        "database": params["database"],
+        "backup_id": entry.backup_id if entry is not None else None,
+        "source": entry.destination.name if entry is not None else None,
+        "backup_ended_at": iso(entry.ended) if entry is not None else None,
+        "target_database": params.get("target_database"),
+        "target_fate": fate or "untouched: the %s stopped before it restored anything" % params["mode"],
+        "started_at": iso(started),
+        "started_epoch": round(started, 3),
+        "verified": False,
+        "phases": {},
+        "rto_seconds": None,
+        "rto_target_seconds": params["rto_target_seconds"],
+        "rto_met": False,
+        "rpo_seconds": rpo,
+        "rpo_target_seconds": params["rpo_target_seconds"],
+        "rpo_met": rpo is not None and rpo <= params["rpo_target_seconds"],
+        "passed": False,
+        "checks": list(getattr(error, "details", {}).get("checks", [])),
+        "skipped_backups": list(skipped or []),
+        "cleanup": {},
+        "errors": [str(error)],
+    }
 
 
 def outcome_error(report, fail_on_missed_targets):

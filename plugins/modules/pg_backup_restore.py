@@ -29,6 +29,11 @@ description:
     the other modes.
   - Any failed check fails the module, after the report (O(report_dir)) and, for drills, the
     C(locksmith_drill_*) metrics (O(metrics_dir)) are written.
+  - A drill publishes its outcome whatever stops it. One that fails before it restores anything (no backup at any
+    destination, a destination or the server unreachable, a key missing, an input refused, an unexpected error)
+    writes a report and C(locksmith_drill_last_status) 0 with its run time, the RTO target and
+    C(locksmith_drill_max_age_seconds), and no RTO or phases (the RPO only once a backup was chosen). The RTO is
+    published for a verified restore only. Other modes write no drill metrics, and check mode writes neither file.
   - Never touched, by any mode, the backups and other databases; a drill never writes to an existing
     database; O(mode=recover) touches only O(target_database), after a safety backup.
   - O(database=all-databases) restores a backup taken with O(locksmith.ops.pg_backup#module:all_databases) in
@@ -264,8 +269,19 @@ options:
     type: path
     version_added: 0.1.0
   metrics_dir:
-    description: node_exporter textfile directory for C(locksmith_drill_<database>.prom) (drills only).
+    description:
+      - node_exporter textfile directory for C(locksmith_drill_<database>.prom) (drills only).
+      - It must exist; a missing one fails the task before anything else, with nothing published.
     type: path
+    version_added: 0.1.0
+  drill_max_age_seconds:
+    description:
+      - For O(mode=drill) with O(metrics_dir), published as C(locksmith_drill_max_age_seconds), the age past which
+        the newest drill is overdue (alert C(DrillOverdue)); a positive number.
+      - The default, 15 days, is twice a weekly drill schedule plus a day, so one missed drill is tolerated and a
+        second is not. Set it from your schedule.
+    type: int
+    default: 1296000
     version_added: 0.1.0
   rto_target_seconds:
     description: RTO target; a slower verified restore misses it.
@@ -406,6 +422,9 @@ report:
   description:
     - The drill report, also written to O(report_dir); on failure returned with the error.
     - C(cleanup) names what a drill C(dropped), C(kept) (O(keep_scratch)) or C(left) because it could not drop it.
+    - A drill that stopped before it restored anything has C(verified=false), C(rto_seconds=null), no C(phases),
+      and C(backup_id) and C(rpo_seconds) null unless a backup was chosen; it is returned (and written) only when
+      O(report_dir) or O(metrics_dir) is set.
     - With O(mode=pitr), C(target_fate) says whether the restored server is still running (promoted, left for
       inspection, or not stoppable after a failure) or was removed (in part when some files could not be), and
       C(config_written) lists the configuration files written into O(pitr_data_dir).
@@ -424,7 +443,7 @@ report_files:
     json: /var/lib/locksmith/drills/app-drill-20261127T030000Z.json
     markdown: /var/lib/locksmith/drills/app-drill-20261127T030000Z.md
 metrics_file:
-  description: The textfile written for a drill when O(metrics_dir) is set.
+  description: The textfile written for a drill when O(metrics_dir) is set, also when the drill failed.
   returned: when metrics_dir is set, mode=drill, not in check mode
   type: str
   sample: /var/lib/prometheus/node-exporter/locksmith_drill_app.prom
@@ -458,6 +477,8 @@ executed_queries:
 """
 
 import os  # noqa: E402 - ansible modules document before they import
+import time  # noqa: E402
+import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
@@ -492,6 +513,56 @@ def leaves_server_unchanged(params):
     return params["mode"] == "drill" and not params["keep_scratch"]
 
 
+def check_inputs(params):
+    """What the spec cannot say, before any job is built; raises RestoreError naming the option."""
+    for name in missing_libraries(params):
+        raise _restore.RestoreError(missing_required_lib(name))
+    if params["report_dir"] and not os.path.isdir(params["report_dir"]):
+        raise _restore.RestoreError(
+            "report_dir '%s' does not exist; create it or fix report_dir" % params["report_dir"], option="report_dir"
+        )
+    if params["mode"] == "drill" and params["drill_max_age_seconds"] <= 0:
+        raise _restore.RestoreError(
+            "drill_max_age_seconds is %d; set it to the age in seconds past which a drill is overdue (default %d, "
+            "twice a weekly schedule plus a day)" % (params["drill_max_age_seconds"], _restore.DRILL_MAX_AGE_SECONDS),
+            option="drill_max_age_seconds",
+        )
+    _restore_checks.check_assertions(params["assertions"])
+
+
+def failed_drill_evidence(params, job, started, err, details, warnings):
+    """A drill that failed publishes status 0 whatever stopped it; {result keys} of the files written.
+
+    The job's own report when it got that far, else a report of what the run knows (no RTO: nothing was restored),
+    returned with the error. Files that cannot be written become warnings, so the error the user sees is the drill's.
+    """
+    written = {}
+    report = details.get("report") or getattr(job, "report", None)
+    if report is None:
+        report = _restore_flows.stopped_report(
+            params,
+            started,
+            err,
+            entry=getattr(job, "entry", None),
+            skipped=details.get("skipped") or getattr(job, "skipped", None),
+            fate=None if isinstance(err, LocksmithError) else "unknown: the drill stopped on an unexpected error",
+        )
+        if params["report_dir"] and os.path.isdir(params["report_dir"]):
+            try:
+                written["report_files"] = _restore_checks.write_report(params["report_dir"], report)
+            except (LocksmithError, OSError) as report_err:
+                warnings.append("the drill report was not written: %s" % report_err)
+    written["report"] = report
+    if params["metrics_dir"]:
+        try:
+            written["metrics_file"] = _restore_checks.write_metrics(
+                params["metrics_dir"], report, time.time(), params["drill_max_age_seconds"], passed=False
+            )
+        except (LocksmithError, OSError) as metrics_err:
+            warnings.append("the drill metrics were not written: %s" % metrics_err)
+    return written
+
+
 def main():
     module = AnsibleModule(
         argument_spec=_restore.restore_argument_spec(),
@@ -499,16 +570,19 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    for name in missing_libraries(params):
-        module.fail_json(msg=missing_required_lib(name))
-    for option in ("report_dir", "metrics_dir"):
-        if params[option] and not os.path.isdir(params[option]):
-            module.fail_json(msg="%s '%s' does not exist; create it or fix %s" % (option, params[option], option))
+    # Without it a drill has nowhere to publish even its failure (DrillOverdue then fires as the last drill ages).
+    if params["metrics_dir"] and not os.path.isdir(params["metrics_dir"]):
+        module.fail_json(
+            msg="metrics_dir '%s' does not exist; create it or fix metrics_dir" % params["metrics_dir"],
+        )
 
+    started = time.time()
     warnings = []
     job = None
+    # A drill run publishes its outcome whatever stops it; check mode writes nothing, as pg_backup's does not.
+    drill_run = params["mode"] == "drill" and not module.check_mode
     try:
-        _restore_checks.check_assertions(params["assertions"])
+        check_inputs(params)
         if params["mode"] == "pitr":
             job = _pitr.PitrJob(params, warnings)
         elif params["database"] == _restore_cluster.ALL_DATABASES_LABEL:
@@ -535,10 +609,27 @@ def main():
             error = _restore_flows.outcome_error(result["report"], params["fail_on_missed_targets"])
             if error is not None:
                 raise _restore.RestoreError(str(error), **{k: v for k, v in result.items() if k != "changed"})
-    except LocksmithError as err:
+            if drill_run and params["metrics_dir"]:
+                result["metrics_file"] = _restore_checks.write_metrics(
+                    params["metrics_dir"], result["report"], time.time(), params["drill_max_age_seconds"]
+                )
+    except Exception as err:  # noqa: BLE001 - any failure of a drill is published; a bug is reported, not a traceback
+        details = dict(err.details) if isinstance(err, LocksmithError) else {}
+        msg = str(err)
+        if not isinstance(err, LocksmithError):
+            details["exception"] = traceback.format_exc()
+            msg = (
+                "%s of '%s' stopped on an unexpected error (%s: %s); this is a bug in locksmith.ops.pg_backup_restore"
+                ": report it with the exception shown by -vvv"
+                % (params["mode"], params["database"], type(err).__name__, err)
+            )
+        if drill_run and (params["report_dir"] or params["metrics_dir"]):
+            try:
+                details.update(failed_drill_evidence(params, job, started, err, details, warnings))
+            except Exception as evidence_err:  # noqa: BLE001 - the drill's own error is the one to report
+                warnings.append("the failed drill's report and metrics were not written: %s" % evidence_err)
         for warning in warnings:
             module.warn(warning)
-        details = dict(err.details)
         details["executed_queries"] = job.server.queries if job else []
         # A recover or tables restore that failed after dropping its target did change the server.
         # So did one that left a server running (PITR checks failed) or scratch databases kept or not dropped.
@@ -546,7 +637,7 @@ def main():
         left = report.get("cleanup", {}).get("left") or report.get("cleanup", {}).get("kept")
         running = str(report.get("target_fate", "")).startswith("running")
         details["changed"] = bool(getattr(job, "target_touched", False) or left or running)
-        module.fail_json(msg=str(err), **details)
+        module.fail_json(msg=msg, **details)
 
     for warning in warnings:
         module.warn(warning)

@@ -175,6 +175,22 @@ CASES = {
         "at": 1,
         "labels": {"database": "app", "instance": "db1:9100", "severity": "warning"},
     },
+    "DrillOverdue": {
+        # newest drill at t=0 with a 10 min max age: overdue from the evaluation after 600 s, firing an hour later;
+        # the safe side is the age exactly at the max age (4320 s at 72 min).
+        "fire": [
+            ('locksmith_drill_last_run_timestamp_seconds{database="app",%s}' % DB, "0x80"),
+            ('locksmith_drill_max_age_seconds{database="app",%s}' % DB, "600x80"),
+        ],
+        "safe": [
+            ('locksmith_drill_last_run_timestamp_seconds{database="app",%s}' % DB, "0x80"),
+            ('locksmith_drill_max_age_seconds{database="app",%s}' % DB, "4320x80"),
+        ],
+        "at": 72,
+        "for": 3600,
+        "onset": 600 + int(DEFAULTS["monitoring_server_evaluation_interval"][:-1]),
+        "labels": {"database": "app", "instance": "db1:9100", "severity": "warning"},
+    },
     "TlsCertExpiresIn30Days": {
         # evaluated at t=60 s: 30 days minus 1 s left fires, 30 days plus 1 min does not.
         "fire": [('locksmith_tls_cert_not_after_timestamp_seconds{endpoint="web:443",%s}' % DB, "2592059x5")],
@@ -601,4 +617,54 @@ def test_slow_burns_fire_only_the_ticket_and_low_error_rates_nothing(tmp_path):
         },
     ]
     result = _promtool_test(tmp_path, [rules], tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- Drills: one that fails is DrillFailed, one that stops running is DrillOverdue ---------------------------------
+DRILL_MAX_AGE = 2 * 3600 + 600  # drills run hourly in these scenarios: twice the interval plus 10 minutes
+
+
+def _drill_file(directory: Path, now: int, passed: bool) -> str:
+    """The textfile pg_backup_restore leaves after a drill ending at `now`: a verified one, or one that stopped
+    before it chose a backup (no backup at any destination)."""
+    from ansible_collections.locksmith.ops.plugins.module_utils import _restore, _restore_checks, _restore_flows
+
+    params = {"mode": "drill", "database": "app", "rto_target_seconds": 1800, "rpo_target_seconds": 86400}
+    report = _restore_flows.stopped_report(params, now - 1, _restore.RestoreError("no complete, intact backup"))
+    if passed:
+        phases = {"fetch": 0.1, "decrypt": 0.1, "restore": 0.5, "verify": 0.1}
+        report = dict(report, verified=True, passed=True, rto_seconds=0.8, rpo_seconds=60.0, phases=phases)
+    _restore_checks.write_metrics(str(directory), report, now, DRILL_MAX_AGE)
+    return (directory / _metrics.textfile_name("drill", "app")).read_text()
+
+
+def test_drills_that_stop_running_are_overdue_once_and_failing_drills_only_failed(tmp_path):
+    """Before, a drill that found no backup wrote nothing (its predecessor's status 1 stayed), and drills that
+    stopped raised nothing. Now the failing drill publishes status 0 with a fresh run time and no RTO: DrillFailed,
+    not DrillOverdue or DrillRtoOverTarget too. Drills that stop after a pass: DrillOverdue alone, past the max
+    age plus its hour."""
+    passed = _drill_file(tmp_path, 0, True)
+    passed_again = _drill_file(tmp_path, 3600, True)
+    failed = [(minute, _drill_file(tmp_path, minute * 60, False)) for minute in (60, 120, 180, 240)]
+    assert "locksmith_drill_rto_seconds" in _names(passed)
+    assert "locksmith_drill_rto_seconds" not in _names(failed[0][1]) and "locksmith_drill_max_age_seconds" in _names(
+        failed[0][1]
+    )
+    path = RULES_DIR / "backup.rules.yml"
+    overdue = {"database": "app", "severity": "warning"}
+    quiet = {"DrillOverdue": [], "DrillFailed": [], "DrillRtoOverTarget": []}
+    # The newest drill ended at 60 min: over the max age from 190 min, firing an hour later.
+    stopped = _expect(30, quiet) + _expect(250, quiet) + _expect(251, dict(quiet, DrillOverdue=[overdue]))
+    failing = (
+        _expect(30, quiet) + _expect(61, dict(quiet, DrillFailed=[APP])) + _expect(255, dict(quiet, DrillFailed=[APP]))
+    )
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": _scraped([(0, passed), (60, passed_again)], 255),
+            "alert_rule_test": stopped,
+        },
+        {"interval": "1m", "input_series": _scraped([(0, passed), *failed], 255), "alert_rule_test": failing},
+    ]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
     assert result.returncode == 0, result.stdout + result.stderr

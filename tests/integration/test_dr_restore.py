@@ -599,6 +599,67 @@ def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
     assert "dr_restore_confirm" in json.dumps(refused.data), refused.stdout[-2000:]
 
 
+def _drill_samples(metrics_dir, database):
+    from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
+
+    text = (metrics_dir / f"locksmith_drill_{database}.prom").read_text()
+    return {name: value for (name, _labels), value in _metrics.parse(text).items()}
+
+
+def test_a_drill_that_finds_no_backup_replaces_the_passed_drills_metrics(ansible, pg_cluster, seeded, dirs, tmp_path):
+    # Before, this drill failed without writing metrics: the passed drill's status 1 stayed, DrillFailed never fired.
+    from ansible_collections.locksmith.ops.plugins.filter.posture_promises import posture_promises
+
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    evidence = dict(report_dir=str(dirs["reports"]), metrics_dir=str(dirs["metrics"]))
+    passed = restore(pg_cluster, seeded, [local(dirs["backups"])], **evidence)
+    assert not passed.get("failed"), passed
+    before = _drill_samples(dirs["metrics"], seeded)
+    assert before["locksmith_drill_last_status"] == 1 and before["locksmith_drill_rto_seconds"] > 0
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = restore(pg_cluster, seeded, [local(empty)], **evidence)
+    assert failed["failed"] and "no complete, intact backup of '%s'" % seeded in failed["msg"], failed
+    after = _drill_samples(dirs["metrics"], seeded)
+    assert after["locksmith_drill_last_status"] == 0
+    assert after["locksmith_drill_last_run_timestamp_seconds"] > before["locksmith_drill_last_run_timestamp_seconds"]
+    assert (
+        after["locksmith_drill_max_age_seconds"] == 15 * 86400 and after["locksmith_drill_rto_target_seconds"] == 1800
+    )
+    for gone in ("locksmith_drill_rto_seconds", "locksmith_drill_rpo_seconds", "locksmith_drill_phase_seconds"):
+        assert gone not in after, gone
+    # The posture report reads the newest drill report: this one, unmeasured, saying why.
+    newest = max(dirs["reports"].glob("*.json"), key=lambda p: p.stat().st_mtime)
+    [promise] = posture_promises({"drill": json.loads(newest.read_text())})
+    assert promise["value"] is None and promise["detail"].startswith("failed: no complete, intact backup")
+
+    # Through the role, as the scheduled playbook runs it: the same failure, the report fetched to the controller
+    # (where playbooks/posture.yml reads it) and the role's max age published.
+    fetched = tmp_path / "fetched"
+    role_vars = {
+        "dr_restore_database": seeded,
+        "dr_restore_login_host": pg_cluster.host,
+        "dr_restore_login_port": pg_cluster.port,
+        "dr_restore_ssl_mode": "disable",
+        "dr_restore_destinations": [local(empty)],
+        "dr_restore_install_enabled": False,  # never apt on the test machine
+        "dr_restore_report_dir": str(dirs["reports"]),
+        "dr_restore_metrics_dir": str(dirs["metrics"]),
+        "dr_restore_work_dir": str(dirs["reports"]),
+        "dr_restore_fetch_enabled": True,
+        "dr_restore_fetch_dir": str(fetched),
+        "dr_restore_drill_max_age_seconds": 7200,
+    }
+    play = {"hosts": "localhost", "gather_facts": False, "roles": [{"role": "dr_restore", "vars": role_vars}]}
+    run = ansible.run_playbook([play])
+    assert run.rc != 0 and "no complete, intact backup" in run.stdout, run.stdout[-3000:]
+    [report] = list((fetched / "localhost").glob(f"{seeded}-drill-*.json"))
+    assert json.loads(report.read_text())["verified"] is False
+    samples = _drill_samples(dirs["metrics"], seeded)
+    assert samples["locksmith_drill_last_status"] == 0 and samples["locksmith_drill_max_age_seconds"] == 7200
+
+
 # ---- PITR with pgBackRest -------------------------------------------------------------------------
 def _archived(debian_layout):
     """A cluster of its own that archives WAL into a local pgBackRest stanza, with one full backup."""

@@ -126,6 +126,7 @@ def test_metrics_carry_the_newest_drill(host, newest):
     assert metrics[f"locksmith_drill_rto_seconds{LABEL}"] == newest["rto_seconds"]
     assert metrics[f"locksmith_drill_rto_target_seconds{LABEL}"] == RTO_TARGET
     assert metrics[f"locksmith_drill_rpo_seconds{LABEL}"] == newest["rpo_seconds"]
+    assert metrics[f"locksmith_drill_max_age_seconds{LABEL}"] == 1296000  # the role's default
     ended = metrics[f"locksmith_drill_last_run_timestamp_seconds{LABEL}"]
     assert newest["started_epoch"] + newest["rto_seconds"] - 0.01 <= ended < newest["started_epoch"] + 300
     for phase in PHASES:
@@ -167,7 +168,10 @@ def test_corrupt_backup_fails_the_run_and_restores_nothing(host, corrupt_run):
     assert any("is corrupt" in error for error in report["errors"]), report["errors"]
     assert report["phases"].get("restore", 0) == 0
     assert _databases(host) == databases == {"postgres", "template0", "template1", DATABASE}
-    assert _metrics(host)[f"locksmith_drill_last_status{LABEL}"] == 0
+    metrics = _metrics(host)
+    assert metrics[f"locksmith_drill_last_status{LABEL}"] == 0
+    # Nothing verified, so no RTO: the passed drill's figure does not stand for this one.
+    assert f"locksmith_drill_rto_seconds{LABEL}" not in metrics
 
 
 def test_restored_artefact_drills_green_again(host, corrupt_run, run_role):

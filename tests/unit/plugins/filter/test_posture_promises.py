@@ -56,6 +56,15 @@ def test_unverified_drill_and_failing_tls_have_no_value():
     assert promises["tls_web1:443"]["value"] is None and promises["tls_web1:443"]["detail"] == "untrusted"
 
 
+def test_a_drill_that_stopped_before_restoring_is_unmeasured_and_says_why():
+    # pg_backup_restore's report of a drill that found no backup: no RTO, no phases, the error.
+    report = {"database": "app", "verified": False, "passed": False, "rto_seconds": None, "phases": {}}
+    report["errors"] = ["no complete, intact backup of 'app' at any destination (none found); take one " + "x" * 200]
+    promise = by_name(posture_promises({"drill": report, "drill_evidence": "/r/app-drill.json"}))["drill_rto"]
+    assert promise["value"] is None and promise["title"].startswith("Drill of app")
+    assert promise["detail"].startswith("failed: no complete, intact backup of 'app'") and len(promise["detail"]) == 168
+
+
 def test_a_host_without_backups_or_lynis_is_unmeasured_not_skipped():
     promises = by_name(posture_promises({"lynis": {"web1": {}}, "backups": {"db1": {"backups": []}}}))
     assert promises["lynis_web1"]["value"] is None

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore as R
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_checks as C
 from ansible_collections.locksmith.ops.plugins.module_utils import _restore_cluster as RC
@@ -219,6 +220,51 @@ def test_markdown_report_escapes_cells_and_shows_the_verdict(tmp_path):
     assert files["markdown"].endswith("app-drill-20261127T010000Z.md")
     with pytest.raises(C.ReportError, match="report_dir '/nonexistent' does not exist"):
         C.write_report("/nonexistent", _report())
+
+
+def _drill_samples(directory):
+    text = (directory / "locksmith_drill_app.prom").read_text()
+    return {(name, dict(labels).get("phase")): value for (name, labels), value in _metrics.parse(text).items()}
+
+
+def test_drill_metrics_publish_only_what_the_drill_measured(tmp_path):
+    C.write_metrics(str(tmp_path), _report(), 1795741300.5, 1296000)
+    samples = _drill_samples(tmp_path)
+    assert samples[("locksmith_drill_last_status", None)] == 1
+    assert samples[("locksmith_drill_last_run_timestamp_seconds", None)] == 1795741300.5
+    assert (
+        samples[("locksmith_drill_rto_seconds", None)] == 4.7 and samples[("locksmith_drill_rpo_seconds", None)] == 3600
+    )
+    assert samples[("locksmith_drill_max_age_seconds", None)] == 1296000
+    assert samples[("locksmith_drill_phase_seconds", "restore")] == 3.0
+    # A drill that chose a backup but did not verify it (a corrupt artefact): its RPO and phases, no RTO, status 0.
+    C.write_metrics(str(tmp_path), _report(verified=False, passed=False), 1795741400, 1296000)
+    samples = _drill_samples(tmp_path)
+    assert samples[("locksmith_drill_last_status", None)] == 0 and ("locksmith_drill_rto_seconds", None) not in samples
+    assert (
+        samples[("locksmith_drill_rpo_seconds", None)] == 3600 and samples[("locksmith_drill_phase_seconds", "fetch")]
+    )
+    # A verified drill whose run then failed (its report could not be written) is published as failed.
+    C.write_metrics(str(tmp_path), _report(), 1795741500, 1296000, passed=False)
+    assert _drill_samples(tmp_path)[("locksmith_drill_last_status", None)] == 0
+
+
+def test_a_drill_that_stopped_before_restoring_reports_and_publishes_no_rto(tmp_path):
+    params = {"mode": "drill", "database": "app", "rto_target_seconds": 900, "rpo_target_seconds": 3600}
+    report = F.stopped_report(params, 1795741200.0, R.RestoreError("no complete, intact backup of 'app'"))
+    assert report["verified"] is False and report["passed"] is False and report["backup_id"] is None
+    assert report["rto_seconds"] is None and report["rpo_seconds"] is None and report["phases"] == {}
+    assert report["errors"] == ["no complete, intact backup of 'app'"] and report["target_fate"].startswith("untouched")
+    C.write_metrics(str(tmp_path), report, 1795741260, 1296000)
+    assert sorted(name for name, _phase in _drill_samples(tmp_path)) == [
+        "locksmith_drill_last_run_timestamp_seconds",
+        "locksmith_drill_last_status",
+        "locksmith_drill_max_age_seconds",
+        "locksmith_drill_rto_target_seconds",
+    ]
+    markdown = C.render_markdown(report)
+    assert "| backup | none chosen |" in markdown and "| RTO | not measured (target 900 s: MISSED) |" in markdown
+    assert "| fetch | - |" in markdown
 
 
 def test_outcome_error():
