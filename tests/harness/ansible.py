@@ -137,6 +137,31 @@ def run_playbook(
         return PlaybookRun(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, data=data)
 
 
+def render_role_vars(role: str, outputs: dict, extra_vars: dict, workdir: Path, host_vars: str = "") -> None:
+    """Evaluate a role's defaults and vars files with ``extra_vars`` on top, as its tasks see them, and write each
+    expression of ``outputs`` (path -> Jinja) to its file. ``host_vars`` (``name=value ...``) go on localhost."""
+    role_dir = REPO / "roles" / role
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(role_dir / "defaults" / "main.yml"), str(role_dir / "vars" / "main.yml")],
+        "tasks": [
+            {
+                "name": f"Write {path}",
+                "ansible.builtin.copy": {"dest": str(path), "content": expression, "mode": "0600"},
+            }
+            for path, expression in outputs.items()
+        ],
+    }
+    inventory = Path(workdir) / f"{role}.ini"
+    inventory.write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable} {host_vars}\n",
+        encoding="utf-8",
+    )
+    run = run_playbook([play], inventory=inventory, extra_vars=extra_vars)
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
 def run_task(
     module: str,
     args: dict | None = None,

@@ -88,6 +88,20 @@ CASES = {
         "for": 300,
         "labels": {"job": "node", "instance": "db1:9100", "severity": "warning"},
     },
+    "HttpsProbeFailed": {
+        # The site fails while its host (node_exporter) answers.
+        "fire": [
+            ('probe_success{job="blackbox_https",instance="https://10.0.0.5/",host="web1"}', "0x10"),
+            ('up{job="node",instance="10.0.0.5:9100",host="web1"}', "1x10"),
+        ],
+        "safe": [
+            ('probe_success{job="blackbox_https",instance="https://10.0.0.5/",host="web1"}', "1x10"),
+            ('up{job="node",instance="10.0.0.5:9100",host="web1"}', "1x10"),
+        ],
+        "at": 2,
+        "for": 30,
+        "labels": {"job": "blackbox_https", "instance": "https://10.0.0.5/", "host": "web1", "severity": "critical"},
+    },
     "PostgresDown": {
         "fire": [('pg_up{instance="db1:9187"}', "0x10")],
         "safe": [('pg_up{instance="db1:9187"}', "1x10")],
@@ -495,6 +509,69 @@ def test_a_copy_whose_series_vanished_is_backup_missing(tmp_path):
     checks += _expect(31, {"BackupMissing": [APP], "BackupFailed": [], "BackupStale": []})
     checks += _expect(120, {"BackupMissing": [APP], "BackupFailed": [], "BackupStale": []})
     tests = [{"interval": "1m", "input_series": _scraped([(0, good), (30, lost)], 120), "alert_rule_test": checks}]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_down_web_host_is_one_host_down_not_a_failed_https_probe_too(tmp_path):
+    """Every probe of a stopped host fails: HostDown fires, HttpsProbeFailed does not for the probe given with that
+    host, whichever failed first. A probe without a host (a balanced URL) still fires, and so does the probe of a
+    host whose node_exporter answers (nginx stopped, a bad certificate)."""
+    path, _rule = _alerts_in_rule_files()["HttpsProbeFailed"]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": _series(
+                [
+                    # web1 stopped: its probe fails a minute before its node_exporter scrape does.
+                    ('probe_success{job="blackbox_https",instance="https://10.0.0.5/",host="web1"}', "1 0x12"),
+                    ('up{job="node",host="web1",instance="10.0.0.5:9100"}', "1 1 0x11"),
+                    # The balanced URL in front of web1 fails too; it has no host to relate to.
+                    ('probe_success{job="blackbox_https",instance="https://app.example.com/"}', "1 0x12"),
+                    # web2 up, its site down.
+                    ('probe_success{job="blackbox_https",instance="https://10.0.0.6/",host="web2"}', "0x12"),
+                    ('up{job="node",host="web2",instance="10.0.0.6:9100"}', "1x12"),
+                ]
+            ),
+            "alert_rule_test": [
+                {
+                    "eval_time": "10m",
+                    "alertname": "HttpsProbeFailed",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {
+                                "job": "blackbox_https",
+                                "instance": "https://app.example.com/",
+                                "severity": "critical",
+                            }
+                        },
+                        {
+                            "exp_labels": {
+                                "job": "blackbox_https",
+                                "host": "web2",
+                                "instance": "https://10.0.0.6/",
+                                "severity": "critical",
+                            }
+                        },
+                    ],
+                },
+                {
+                    "eval_time": "10m",
+                    "alertname": "HostDown",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {
+                                "job": "node",
+                                "host": "web1",
+                                "instance": "10.0.0.5:9100",
+                                "severity": "critical",
+                            }
+                        }
+                    ],
+                },
+            ],
+        }
+    ]
     result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -22,7 +22,6 @@ import secrets
 import shutil
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -58,26 +57,9 @@ def _bcrypt(password: str) -> str:
 
 def _render(ansible, role: str, outputs: dict[str, str], extra_vars: dict, tmp_path: Path) -> None:
     """Evaluate a role's defaults and vars with ``extra_vars`` on top; write each expression to its file."""
-    role_dir = REPO / "roles" / role
-    play = {
-        "hosts": "localhost",
-        "gather_facts": False,
-        "vars_files": [str(role_dir / "defaults" / "main.yml"), str(role_dir / "vars" / "main.yml")],
-        "tasks": [
-            {
-                "name": f"Write {path}",
-                "ansible.builtin.copy": {"dest": str(path), "content": expression, "mode": "0600"},
-            }
-            for path, expression in outputs.items()
-        ],
-    }
-    inventory = tmp_path / f"{role}.ini"
-    inventory.write_text(
-        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}"
-        " monitoring_agents_listen_address=127.0.0.1\n"
+    ansible.render_role_vars(
+        role, outputs, extra_vars, tmp_path, host_vars="monitoring_agents_listen_address=127.0.0.1"
     )
-    run = ansible.run_playbook([play], inventory=inventory, extra_vars=extra_vars)
-    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
 
 def _get(url: str, context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None) -> tuple[int, str]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.parse
+from pathlib import Path
+
+import yaml
 
 PROM = "http://127.0.0.1:9090"
 AM = "http://127.0.0.1:9093"
@@ -73,6 +77,23 @@ def test_listeners_are_private(host):
     for port in (9090, 9093, 9115):
         assert f"127.0.0.1:{port} " in listening, port
     assert ":9094 " not in listening  # no Alertmanager cluster port
+
+
+def test_https_probe_ca_is_installed_and_loaded_by_the_exporter(host):
+    """The scenario's probe CA: root-owned, world-readable, named by the https_2xx module, and loadable by the
+    exporter running as its service user (a probe gets past loading it to the connection)."""
+    path = "/etc/prometheus/blackbox-https-probe-ca.pem"
+    ca = host.file(path)
+    assert (ca.user, ca.group, ca.mode) == ("root", "prometheus", 0o644)
+    expected = (Path(__file__).resolve().parents[1] / "files" / "probe-ca.pem").read_text()
+    assert ca.content_string == expected.strip() + "\n"
+    module = yaml.safe_load(host.file("/etc/prometheus/blackbox.yml").content_string)["modules"]["https_2xx"]
+    assert module["http"]["tls_config"] == {"min_version": "TLS12", "ca_file": path}
+    # Nothing listens on port 9: the probe fails at the connection, after the CA was read (unreadable or not PEM,
+    # it fails before, with "unable to load specified CA cert").
+    query = urllib.parse.urlencode({"module": "https_2xx", "target": "https://127.0.0.1:9/", "debug": "true"})
+    log = host.check_output(f"curl -fsS 'http://127.0.0.1:9115/probe?{query}'")
+    assert "connection refused" in log and "CA cert" not in log, log
 
 
 def test_database_down_is_notified_and_resolves(host):

@@ -5,6 +5,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.locksmith.ops.plugins.filter.alert_rules_for import FilterModule as ForFilters
 from ansible_collections.locksmith.ops.plugins.filter.alert_rules_for import alert_rules_for
+from ansible_collections.locksmith.ops.plugins.filter.blackbox_scrape_configs import FilterModule as ProbeFilters
+from ansible_collections.locksmith.ops.plugins.filter.blackbox_scrape_configs import blackbox_scrape_configs
 from ansible_collections.locksmith.ops.plugins.filter.prometheus_scrape_configs import FilterModule as ScrapeFilters
 from ansible_collections.locksmith.ops.plugins.filter.prometheus_scrape_configs import prometheus_scrape_configs
 
@@ -113,6 +115,7 @@ def test_bad_jobs_are_refused(jobs, message):
 def test_filters_are_registered():
     assert ForFilters().filters()["alert_rules_for"] is alert_rules_for
     assert ScrapeFilters().filters()["prometheus_scrape_configs"] is prometheus_scrape_configs
+    assert ProbeFilters().filters()["blackbox_scrape_configs"] is blackbox_scrape_configs
 
 
 @pytest.mark.parametrize(
@@ -168,3 +171,88 @@ def test_ipv6_addresses_are_bracketed_once():
 def test_a_port_given_as_a_string_is_written_as_a_number():
     (node,) = prometheus_scrape_configs([dict(JOBS[0], port="9100")], {"all": ["web1"]}, HOSTVARS)
     assert node["static_configs"][0]["targets"] == ["10.0.0.6:9100"]
+
+
+# ---- blackbox_scrape_configs ------------------------------------------------------------------
+EXPORTER = "10.0.0.9:9115"
+
+
+def test_probes_go_through_the_exporter_with_the_url_as_target_and_instance():
+    (job,) = blackbox_scrape_configs(["https://app.example.com/"], EXPORTER)
+    assert job == {
+        "job_name": "blackbox_https",
+        "metrics_path": "/probe",
+        "params": {"module": ["https_2xx"]},
+        "static_configs": [{"targets": ["https://app.example.com/"]}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": EXPORTER},
+        ],
+    }
+
+
+def test_a_probe_with_a_host_carries_its_host_label_and_urls_keep_their_order():
+    probes = [
+        "https://app.example.com/",
+        {"url": "https://10.0.0.6/", "host": "web1"},
+        {"url": "https://[fd00::7]:8443/health", "host": "v6"},
+        {"url": "https://web1.example.com/", "host": "web1"},
+        {"url": "https://cdn.example.com/"},
+    ]
+    (job,) = blackbox_scrape_configs(probes, EXPORTER, "https_2xx", "blackbox_https", GROUPS["all"])
+    assert job["static_configs"] == [
+        {"targets": ["https://app.example.com/", "https://cdn.example.com/"]},
+        {"targets": ["https://10.0.0.6/", "https://web1.example.com/"], "labels": {"host": "web1"}},
+        {"targets": ["https://[fd00::7]:8443/health"], "labels": {"host": "v6"}},
+    ]
+
+
+def test_no_probes_give_no_job():
+    assert blackbox_scrape_configs([], EXPORTER) == []
+
+
+@pytest.mark.parametrize(
+    ("probes", "hosts", "message"),
+    [
+        ("https://app.example.com/", None, "expected a list of probes"),
+        (["ftp://app.example.com/"], None, r"probes\[0\] url 'ftp://app.example.com/' must be an http or https URL"),
+        (["app.example.com"], None, "must be an http or https URL with a host"),
+        (["https:///path"], None, "must be an http or https URL with a host"),
+        (["https://app.example.com/ x"], None, "without blanks or line breaks"),
+        (["https://app.example.com/\n- targets: [x]"], None, "without blanks or line breaks"),
+        (["https://app.example.com:99999/"], None, "is not a URL"),
+        (["https://app.example.com:0/"], None, "port 0"),
+        ([None], None, "url None must be a URL"),
+        (["https://a/", "https://b/", "https://a/"], None, r"probes\[2\] url 'https://a/' is listed twice"),
+        ([{"url": "https://a/", "host": "web1", "labels": {}}], None, "must have url and may have host"),
+        ([{"host": "web1"}], None, "must have url and may have host"),
+        ([{"url": "https://a/", "host": ""}], None, "host '' must be an inventory host name"),
+        ([{"url": "https://a/", "host": ["web1"]}], None, "must be an inventory host name"),
+        ([{"url": "https://a/", "host": "web01"}], GROUPS["all"], "host 'web01' is not in the inventory"),
+    ],
+)
+def test_bad_probes_are_refused_with_their_index(probes, hosts, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        blackbox_scrape_configs(probes, EXPORTER, hosts=hosts)
+
+
+def test_credentials_in_a_url_are_refused_without_being_echoed():
+    with pytest.raises(AnsibleFilterError, match="carries credentials") as err:
+        blackbox_scrape_configs(["https://probe:s3cret@app.example.com/"], EXPORTER)
+    assert "s3cret" not in str(err.value)
+    assert "app.example.com" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("10.0.0.9:9115 --x",), "exporter"),
+        ((EXPORTER, "bad module"), "module 'bad module'"),
+        ((EXPORTER, "https_2xx", "bad job"), "job 'bad job'"),
+        ((EXPORTER, "https_2xx", "blackbox_https", "web1"), "hosts must be a list"),
+    ],
+)
+def test_bad_arguments_are_refused(args, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        blackbox_scrape_configs(["https://a/"], *args)
