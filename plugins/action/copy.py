@@ -14,6 +14,7 @@ class ActionModule(BuiltinCopy):
     """The builtin action, answering its owner/group/mode check from the stat it already made when it can."""
 
     _last_stat = None
+    _principals = None  # {(database, name): whether the host has it}, per task
 
     def _execute_remote_stat(self, path, all_vars, follow, tmp=None, checksum=True):
         status = super()._execute_remote_stat(path, all_vars, follow, tmp=tmp, checksum=checksum)
@@ -39,11 +40,13 @@ class ActionModule(BuiltinCopy):
         not exist left the new content (a secret, often) in place with the default mode, 0644. Checked only when
         a file is about to be written: one getent run per name and task.
         """
-        checked = self.__dict__.setdefault("_principals_checked", {})
+        if self._principals is None:
+            self._principals = {}
+        checked = self._principals
         for option, database in (("owner", "passwd"), ("group", "group")):
             name = module_args.get(option)
-            if name is None or str(name).isdigit():
-                continue  # a number is used as it is, whether or not an account has it
+            if not name or str(name).isdigit():
+                continue  # unset; or a number, used as it is whether or not an account has it
             key = (database, str(name))
             if key not in checked:
                 found = super()._execute_module(
