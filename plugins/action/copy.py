@@ -45,8 +45,10 @@ class ActionModule(BuiltinCopy):
         checked = self._principals
         for option, database in (("owner", "passwd"), ("group", "group")):
             name = module_args.get(option)
-            if not name or str(name).isdigit():
-                continue  # unset; or a number, used as it is whether or not an account has it
+            # Unset; a number, used as it is whether or not an account has it; or root, which every host has (most
+            # files of the roles are root's: no getent run for them).
+            if not name or str(name).isdigit() or str(name) == "root":
+                continue
             key = (database, str(name))
             if key not in checked:
                 found = super()._execute_module(
