@@ -444,7 +444,9 @@ def prove_injection() -> list[dict]:
     # Each run is keyed "<module> <option>", the option that held the payload.
     runs_by_key = (data or {}).get("runs", {})
     outcomes = [(key.split()[-1], result) for key, results in runs_by_key.items() for result in results]
-    unclean = None if data is None else sum(1 for option, r in outcomes if not clean_failure(r, option))
+    # A module whose payloads never ran (an empty loop, a skipped task) would count as "0 not rejected".
+    tried = bool(runs_by_key) and all(runs_by_key.values())
+    unclean = sum(1 for option, r in outcomes if not clean_failure(r, option)) if tried else None
     lost = None if data is None else data["rows_before"] - data["rows_after"]
     runs = len(outcomes)
     return [

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from ansible.errors import AnsibleFilterError
 
@@ -14,7 +15,11 @@ DEFAULT_TARGETS = {
     "rto_seconds": 1800,
     "backup_success_percent": 100,
     "tls_days_left": 30,
+    # pg_backup_restore's drill_max_age_seconds: twice a weekly schedule plus a day.
+    "drill_max_age_seconds": 1296000,
 }
+# A drill report stamped this far ahead of the controller's clock is skew; further ahead, it is no evidence.
+CLOCK_SKEW_SECONDS = 300
 
 
 def _dict(where, value):
@@ -41,12 +46,37 @@ def _list(where, value):
     return value
 
 
+def _summary(where, value, errors):
+    """A Lynis summary as posture.yml reads it (JSON text, empty when the file is missing) or already parsed."""
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value)
+        except ValueError as err:
+            # A damaged file is a host that could not be measured, not a filter error that hides every other row.
+            errors.append("%s is not JSON (%s)" % (where.rsplit(".", 1)[-1], err))
+            return {}
+    return _dict(where, value)
+
+
+def _not_read(seen):
+    """The reason posture.yml recorded for a host it could not read (unreachable, a module error), or ''."""
+    error = seen.get("error")
+    return "not read: %s" % " ".join(str(error).split()) if error else ""
+
+
 def _lynis(lynis, targets):
     promises = []
     for host in sorted(lynis, key=str):
         seen = _dict("lynis[%r]" % host, lynis[host])
-        after = _dict("lynis[%r].after" % host, seen.get("after"))
-        baseline = _dict("lynis[%r].baseline" % host, seen.get("baseline"))
+        errors = [seen["error"]] if seen.get("error") else []
+        after = _summary("lynis[%r].after" % host, seen.get("after"), errors)
+        baseline = _summary("lynis[%r].baseline" % host, seen.get("baseline"), errors)
+        if errors:
+            detail = _not_read({"error": "; ".join(str(e) for e in errors)})
+        else:
+            detail = "%s suggestions left" % after["suggestion_count"] if "suggestion_count" in after else ""
         promises.append(
             {
                 "name": "lynis_%s" % host,
@@ -55,7 +85,7 @@ def _lynis(lynis, targets):
                 "baseline": baseline.get("hardening_index"),
                 "target": targets["lynis_index"],
                 "compare": "ge",
-                "detail": "%s suggestions left" % after["suggestion_count"] if "suggestion_count" in after else "",
+                "detail": detail,
                 "evidence": "%s:%s" % (host, after.get("report_file", "/var/lib/locksmith/lynis/after")),
             }
         )
@@ -92,7 +122,8 @@ def _backups(backups, targets):
                 "unit": "%",
                 "target": targets["backup_success_percent"],
                 "compare": "ge",
-                "detail": "%d of %d, across %d destinations" % (len(valid), len(complete), len(destinations)),
+                "detail": _not_read(info)
+                or "%d of %d, across %d destinations" % (len(valid), len(complete), len(destinations)),
                 "evidence": "%s: locksmith.ops.pg_backup_info" % host,
             }
         )
@@ -134,16 +165,35 @@ def _copies(host, database, newest, valid, wanted):
     }
 
 
-def _drill(drill, evidence, targets):
+def _drill_age(drill, now):
+    """Seconds since the drill started, or None when the report cannot say (no stamp, or one in the future)."""
+    started = drill.get("started_epoch")
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or started - now > CLOCK_SKEW_SECONDS:
+        return None
+    return max(0.0, now - started)
+
+
+def _drill(drill, evidence, targets, now):
     drill = _dict("drill", drill)
     verified = bool(drill.get("verified"))
     errors = drill.get("errors") if isinstance(drill.get("errors"), list) else []
+    age = _drill_age(drill, now)
+    # The newest report is all posture.yml finds: when dr_drill.yml stopped running (or stopped before it wrote a
+    # report), an old verified drill would stand for this period's. Past the schedule's max age it proves nothing.
+    current = age is not None and age <= targets["drill_max_age_seconds"]
     if not drill:
         detail = "no drill report"
     elif not verified and errors:
         # A drill that stopped before it restored (no backup found, storage unreachable) has no phases to show.
         first = " ".join(str(errors[0]).split())
         detail = "failed: %s" % (first if len(first) <= 160 else first[:157] + "...")
+    elif not current:
+        detail = (
+            "stale: the newest drill started %.1f days ago, past drill_max_age_seconds %d; run dr_drill.yml"
+            % (age / 86400.0, targets["drill_max_age_seconds"])
+            if age is not None
+            else "undated: the report has no started_epoch in the past; run dr_drill.yml"
+        )
     else:
         detail = "phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True, default=str)
     return [
@@ -151,7 +201,7 @@ def _drill(drill, evidence, targets):
             "name": "drill_rto",
             "title": "Drill of %s: time to a verified restore (RTO)" % drill.get("database", "the newest backup"),
             # A restore that did not verify has no recovery time: it did not recover.
-            "value": drill.get("rto_seconds") if verified else None,
+            "value": drill.get("rto_seconds") if verified and current else None,
             "unit": "s",
             "target": targets["rto_seconds"],
             "compare": "le",
@@ -184,9 +234,10 @@ def _tls(endpoints, targets):
     return promises
 
 
-def posture_promises(measured, targets=None):
-    """Promises from ``measured`` = {lynis: {host: {baseline, after}}, backups: {host: pg_backup_info result},
-    drill: report, drill_evidence: path, tls: [tls_check endpoints]}; each key optional."""
+def posture_promises(measured, targets=None, now=None):
+    """Promises from ``measured`` = {lynis: {host: {baseline, after, error}}, backups: {host: pg_backup_info result
+    or {error}}, drill: report, drill_evidence: path, tls: [tls_check endpoints]}; each key optional. ``now`` (Unix
+    time, default the controller's clock) dates the drill report."""
     if not isinstance(measured, dict):
         raise AnsibleFilterError("posture_promises: expected a dict of measurements, got %s" % type(measured).__name__)
     if targets is not None and not isinstance(targets, dict):
@@ -205,7 +256,9 @@ def posture_promises(measured, targets=None):
     promises += _lynis(_dict("lynis", measured.get("lynis")), merged)
     promises += _backups(_dict("backups", measured.get("backups")), merged)
     if "drill" in measured:
-        promises += _drill(measured.get("drill"), measured.get("drill_evidence"), merged)
+        promises += _drill(
+            measured.get("drill"), measured.get("drill_evidence"), merged, time.time() if now is None else now
+        )
     promises += _tls(measured.get("tls"), merged)
     return promises
 

@@ -36,6 +36,8 @@ def _number(value, where):
         return float(value)
     try:
         number = float(value)
+    except OverflowError:
+        number = math.inf  # an integer past the float range: named below like inf
     except (TypeError, ValueError):
         raise PostureError(
             "%s is %r, not a number; give the measured figure as a number (seconds, count, index)" % (where, value)

@@ -17,7 +17,8 @@ description:
   - A promise without a measured value counts as not met - an unmeasured promise is not a kept one.
   - The files are replaced atomically and only when a figure, a target or a result changed, or when one of them is
     missing or not what this run would write (cut short, edited), so a second run on the same figures reports
-    no change.
+    no change. When one of them cannot be written, those of the last report not yet replaced are removed, so that
+    the last run's verdict does not stand beside this run's figures.
   - Runs where the report should live, usually the controller (C(delegate_to=localhost)).
 options:
   promises:
@@ -264,8 +265,18 @@ def write(dest, files, texts):
                 "cannot create dest '%s' (%s); create it or choose a writable directory" % (dest, err.strerror)
             ) from err
     # JSON last: it is what the next run compares with, so a failed write is redone next time.
-    for kind in ("markdown", "html", "json"):
-        write_atomic(files[kind], texts[kind], mode=0o644)
+    order = ("markdown", "html", "json")
+    for index, kind in enumerate(order):
+        try:
+            write_atomic(files[kind], texts[kind], mode=0o644)
+        except LocksmithError:
+            # The files not replaced hold the last run's verdict; beside this run's they would read as current.
+            for stale in order[index:]:
+                try:
+                    os.unlink(files[stale])
+                except OSError:
+                    pass
+            raise
 
 
 def main():

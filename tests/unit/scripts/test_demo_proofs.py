@@ -7,6 +7,7 @@ podman, SSH and the probes are replaced by stubs that answer as the real ones do
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 
@@ -103,3 +104,24 @@ def test_a_ban_counts_only_when_fail2ban_holds_it_and_the_attacker_reached_the_s
     assert promises["intrusion_ban_seconds"]["value"] == seconds
     assert promises["intrusion_benign_banned"]["value"] == 0
     assert calls[-1][-2:] == ("unban", demo.OUTSIDER)
+
+
+@pytest.mark.parametrize(
+    ("runs", "unclean"),
+    [
+        ({"pg_backup tables": [REFUSED], "audit_trigger tables": [REFUSED]}, 0),
+        ({"pg_backup tables": [REFUSED], "audit_trigger tables": [{**REFUSED, "failed": False}]}, 1),
+        # A module whose payloads never ran (an empty loop, a skipped include) proves nothing: not "0 unclean".
+        ({"pg_backup tables": [REFUSED], "audit_trigger tables": []}, None),
+        ({}, None),
+    ],
+)
+def test_injection_counts_only_when_every_module_was_tried(demo, monkeypatch, runs, unclean):
+    def fake_play(*_args, **_kwargs):
+        data = {"rows_before": 5, "rows_after": 5, "runs": runs}
+        (demo.REPORT_DIR / "injection.json").write_text(json.dumps(data))
+        return {"_rc": 0}
+
+    monkeypatch.setattr(demo, "run_play", fake_play)
+    promise = {p["name"]: p for p in demo.prove_injection()}["injection_not_rejected"]
+    assert promise["value"] == unclean

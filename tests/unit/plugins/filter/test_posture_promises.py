@@ -26,11 +26,18 @@ def test_every_measurement_becomes_a_promise():
             {
                 "lynis": {"db1": {"baseline": {"hardening_index": 58}, "after": {"hardening_index": 81}}},
                 "backups": {"db1": BACKUPS},
-                "drill": {"database": "app", "verified": True, "rto_seconds": 12.5, "phases": {"restore": 9}},
+                "drill": {
+                    "database": "app",
+                    "verified": True,
+                    "rto_seconds": 12.5,
+                    "phases": {"restore": 9},
+                    "started_epoch": 1_800_000_000 - 3600,
+                },
                 "drill_evidence": "/r/drill.json",
                 "tls": [{"name": "web1:443", "status": "ok", "certificate": {"days_left": 89}, "problems": []}],
             },
             {"rpo_seconds": 3600},
+            now=1_800_000_000,
         )
     )
     assert promises["lynis_db1"]["value"] == 81 and promises["lynis_db1"]["baseline"] == 58
@@ -47,11 +54,17 @@ def test_unverified_drill_and_failing_tls_have_no_value():
         posture_promises(
             {
                 "drill": {"verified": False, "rto_seconds": 5},
-                "tls": [{"name": "web1:443", "status": "critical", "certificate": {"days_left": 300},
-                         "problems": [{"code": "untrusted"}]}],
+                "tls": [
+                    {
+                        "name": "web1:443",
+                        "status": "critical",
+                        "certificate": {"days_left": 300},
+                        "problems": [{"code": "untrusted"}],
+                    }
+                ],
             }
         )
-    )  # fmt: skip
+    )
     assert promises["drill_rto"]["value"] is None
     assert promises["tls_web1:443"]["value"] is None and promises["tls_web1:443"]["detail"] == "untrusted"
 
@@ -170,3 +183,40 @@ def test_each_destination_must_hold_a_verified_copy_of_the_newest_backup():
 def test_wrong_backup_expectations_are_named(extra, message):
     with pytest.raises(AnsibleFilterError, match=message):
         posture_promises({"backups": {"db1": dict(BACKUPS, **extra)}})
+
+
+def test_a_drill_report_older_than_the_drill_schedule_is_not_this_runs_proof():
+    # dr_drill.yml did not run (or stopped before writing) for a month: its last verified report must not pass.
+    now = 1_800_000_000.0
+    report = {"database": "app", "verified": True, "rto_seconds": 12.5, "phases": {}, "started_epoch": now - 30 * 86400}
+    stale = by_name(posture_promises({"drill": report, "drill_evidence": "/r/app.json"}, now=now))["drill_rto"]
+    assert stale["value"] is None and stale["detail"].startswith("stale: the newest drill started 30.0 days ago")
+    fresh = dict(report, started_epoch=now - 86400)
+    assert by_name(posture_promises({"drill": fresh}, now=now))["drill_rto"]["value"] == 12.5
+    # A report that cannot say when it ran (or says it ran in the future) proves no drill of this period either.
+    for started in (None, "yesterday", now + 86400):
+        undated = dict(report, started_epoch=started)
+        assert by_name(posture_promises({"drill": undated}, now=now))["drill_rto"]["value"] is None, started
+    longer = posture_promises({"drill": report}, {"drill_max_age_seconds": 40 * 86400}, now=now)
+    assert by_name(longer)["drill_rto"]["value"] == 12.5
+
+
+def test_a_host_that_could_not_be_read_says_why():
+    # posture.yml records why a host's figures are missing (unreachable, a module error) instead of dropping it.
+    promises = by_name(
+        posture_promises(
+            {
+                "lynis": {"web1": {"error": "Failed to connect to the host via ssh"}, "db1": {"after": "{not json"}},
+                "backups": {"db1": {"error": "destinations[1]: AccessDenied", "databases": ["app"]}},
+            }
+        )
+    )
+    assert promises["lynis_web1"]["value"] is None
+    assert promises["lynis_web1"]["detail"] == "not read: Failed to connect to the host via ssh"
+    assert promises["lynis_db1"]["value"] is None and promises["lynis_db1"]["detail"].startswith("not read: after")
+    assert promises["backup_success_db1"]["value"] is None
+    assert promises["backup_success_db1"]["detail"] == "not read: destinations[1]: AccessDenied"
+    assert promises["rpo_db1_app"]["value"] is None
+    # The summary files as posture.yml reads them (JSON text) count like the parsed dicts.
+    text = by_name(posture_promises({"lynis": {"db1": {"after": '{"hardening_index": 81}', "baseline": ""}}}))
+    assert text["lynis_db1"]["value"] == 81 and text["lynis_db1"]["baseline"] is None

@@ -214,3 +214,22 @@ def test_markdown_renders_titles_units_and_evidence_as_text(tmp_path):
     assert "<code>x` &lt;img src=y onerror=alert(4)&gt; `z</code>" in page
     assert "&lt;script&gt;alert(3)&lt;/script&gt; &amp;amp;" in page and "[click](javascript:alert(2))" in page
     assert "&lt;= 2 &lt;b&gt;s&lt;/b&gt;" in page
+
+
+def test_a_report_that_cannot_be_written_whole_leaves_no_verdict_of_the_last_run(tmp_path):
+    run(tmp_path, PROMISES[:2])  # all met: posture.json says passed
+    out = tmp_path / "out"
+    (out / "posture.html").unlink()
+    (out / "posture.html").mkdir()  # cannot be replaced by a file
+    (out / "posture.html" / "keep").write_text("")
+    result = run(tmp_path, PROMISES)  # this run misses the RTO
+    assert result["failed"] is True and "posture.html" in result["msg"], result
+    # The Markdown written is this run's; the JSON of the last run (passed: true) must not stand beside it.
+    assert "| FAIL |" in (out / "posture.md").read_text()
+    assert not (out / "posture.json").exists() or json.loads((out / "posture.json").read_text())["passed"] is False
+
+
+def test_a_figure_too_large_for_a_float_is_named_not_a_traceback(tmp_path):
+    result = run(tmp_path, [dict(PROMISES[0], value=10**400)])
+    assert result["failed"] is True and "Traceback" not in result.get("exception", "") + result["msg"], result
+    assert re.search(r"promises\[0\] \(lynis\)\.value is 1000+\d*.*give a finite number", result["msg"]), result["msg"]
