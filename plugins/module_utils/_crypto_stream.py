@@ -22,6 +22,7 @@ import stat
 import struct
 
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import PathError, open_regular
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -78,19 +79,21 @@ def load_key(key=None, key_file=None, warnings=None):
     A key file others can read or write is refused (anyone on the host could read every backup, or swap the key),
     as the file secrets backend refuses its file; one only a group can read (root:backup 0640) is warned about.
     """
-    if key:
+    # Set but empty (a template that rendered nothing) is an error, not a request for unencrypted backups.
+    if key is not None:
         return parse_key(key, "encryption_key")
-    if key_file:
+    if key_file is not None:
         try:
-            with open(key_file, "rb") as handle:
+            # A regular file only: a FIFO would block the run forever.
+            with open_regular(key_file, "encryption_key_file") as handle:
                 # The mode of the file read, not of whatever is at the path a moment before.
                 mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-                # A key is at most 64 hex characters and a newline; never read a device or a large file whole.
+                # A key is at most 64 hex characters and a newline; never read a large file whole.
                 data = handle.read(MAX_KEY_FILE_BYTES + 1)
-        except OSError as err:
+        except PathError as err:
             raise CryptoError(
                 "encryption_key_file '%s' cannot be read (%s); check the path and its permissions"
-                % (key_file, err.strerror)
+                % (key_file, err.reason)
             ) from err
         if len(data) > MAX_KEY_FILE_BYTES:
             raise CryptoError(

@@ -166,6 +166,11 @@ def connect(params, dbname, autocommit=False):
     with_nul = [_CONNECT_OPTION.get(key, key) for key, value in kwargs.items() if "\x00" in str(value)]
     if with_nul:
         raise PostgresError("%s holds a NUL character, which PostgreSQL cannot take; remove it" % ", ".join(with_nul))
+    port = params["login_port"]
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise PostgresError(
+            "login_port %d is not a TCP port; give 1-65535 (PostgreSQL listens on 5432 unless told otherwise)" % port
+        )
     target = describe_target(params, dbname)
     try:
         conn = psycopg2.connect(**kwargs)
@@ -185,6 +190,14 @@ def explain_connect_error(text, target):
         fix = "check the database name, or create the database first"
     elif "role" in lowered and "does not exist" in lowered:
         fix = "check login_user; the role does not exist on this server"
+    elif "could not translate host name" in lowered:
+        fix = "check login_host: no such host name here (or no DNS server answers)"
+    elif "on socket" in lowered or "on that socket" in lowered:
+        # An empty login_host means the local socket, as libpq reads an unset host.
+        fix = (
+            "check login_unix_socket (the directory of PostgreSQL's socket) and login_port, or set login_host to "
+            "connect over TCP"
+        )
     elif "connection refused" in lowered or "could not connect" in lowered or "timeout" in lowered:
         fix = "check login_host and login_port, and that PostgreSQL is running and reachable from this host"
     elif "no pg_hba.conf entry" in lowered:

@@ -60,8 +60,14 @@ def run_hook(argv, data, environ_update, timeout=120):
             timeout=timeout,
             check=False,
         )
-    except (OSError, ValueError, subprocess.TimeoutExpired) as err:  # ValueError: a NUL byte in argv
-        raise TargetUnavailable("%s could not run: %s" % (argv[0], type(err).__name__)) from err
+    except subprocess.TimeoutExpired as err:
+        raise TargetUnavailable("%r did not finish in %d s; make it finish sooner" % (argv[0], timeout)) from err
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in argv
+        cause = err.strerror if isinstance(err, OSError) and err.strerror else "a NUL byte in it"
+        raise TargetUnavailable(
+            "%r could not run (%s); its first item must be a program on this host (a full path, or a name on PATH)"
+            % (argv[0], cause)
+        ) from err
     return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
 
 
@@ -86,7 +92,7 @@ class Target:
             raise LocksmithError("test_url %r %s; fix test_url (nothing was staged)" % (_urls.redact_url(url), problem))
         for option in ("apply_command", "test_command"):
             argv = self.params.get(option) or []
-            if any("\x00" in str(arg) for arg in argv) or (argv and not str(argv[0])):
+            if any("\x00" in str(arg) for arg in argv) or (argv and not str(argv[0]).strip()):
                 raise LocksmithError(
                     "%s holds a NUL byte or an empty program; give an argv list such as [/usr/local/bin/reload-app, "
                     "--quiet] (nothing was staged)" % option
@@ -135,11 +141,14 @@ class Target:
         argv = self.params.get(option)
         if not argv:
             return
-        rc, _out, err = self.runner(
-            argv,
-            data=version.value[self.field],
-            environ_update={"LOCKSMITH_SECRET_VERSION": version.version_id},
-        )
+        try:
+            rc, _out, err = self.runner(
+                argv,
+                data=version.value[self.field],
+                environ_update={"LOCKSMITH_SECRET_VERSION": version.version_id},
+            )
+        except TargetUnavailable as failure:
+            raise type(failure)("%s %s" % (option, failure.msg), **failure.details) from failure
         if rc != 0:
             # stderr is shown after Ansible masks registered values; stdout is never shown.
             kind = CredentialRejected if option == "test_command" else TargetUnavailable

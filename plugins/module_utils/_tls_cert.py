@@ -17,6 +17,7 @@ import ssl
 import warnings
 
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import PathError, open_regular
 
 try:
     from cryptography import x509
@@ -46,11 +47,13 @@ def load_trust_store(ca_file: str | None):
     path = ca_file or ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
     option = "ca_file '%s'" % ca_file if ca_file else "the system trust store '%s'" % path
     try:
-        with open(path, "rb") as handle:
+        # A regular file only: a FIFO at ca_file would block the run forever.
+        with open_regular(path, "ca_file" if ca_file else "the system trust store") as handle:
             data = handle.read()
-    except (OSError, TypeError) as err:
+    except PathError as err:
         raise TrustStoreError(
-            "%s cannot be read (%s); point ca_file at a PEM bundle of trusted roots" % (option, err), ca_file=ca_file
+            "%s cannot be read (%s); point ca_file at a PEM bundle of trusted roots" % (option, err.reason),
+            ca_file=ca_file,
         ) from err
     with warnings.catch_warnings():
         # Some system roots carry non-positive serials; cryptography warns but loads them.

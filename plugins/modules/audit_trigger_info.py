@@ -111,6 +111,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _audit_catalog, _postgres  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 
 
 def argument_spec():
@@ -121,6 +122,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    refuse_nul_in_paths(module)
     params = module.params
     if not _postgres.HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(_postgres.PSYCOPG2_IMPORT_ERROR))

@@ -350,6 +350,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils import (  # noqa: E4
     _stream,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import ALL_DATABASES_LABEL, s3  # noqa: E402
 
 MUTUALLY_EXCLUSIVE = [("database", "all_databases"), ("encryption_key", "encryption_key_file")]
@@ -395,6 +396,7 @@ def main():
         mutually_exclusive=MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
+    refuse_nul_in_paths(module)
     params = module.params
     if not params["database"] and not params["all_databases"]:
         module.fail_json(msg="give database (a database name) or all_databases: true")

@@ -109,6 +109,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _backup_flows  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import (  # noqa: E402
     build_destinations,
     s3,
@@ -128,6 +129,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    refuse_nul_in_paths(module)
     params = module.params
     if any(d.get("type") == "s3" for d in params["destinations"]) and not s3.HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"))

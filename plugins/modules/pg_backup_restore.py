@@ -493,6 +493,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils import (  # noqa: E4
     _stream,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._storage import s3  # noqa: E402
 
 MUTUALLY_EXCLUSIVE = [("encryption_key", "encryption_key_file")]
@@ -569,6 +570,7 @@ def main():
         mutually_exclusive=MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
+    refuse_nul_in_paths(module)
     params = module.params
     # Without it a drill has nowhere to publish even its failure (DrillOverdue then fires as the last drill ages).
     if params["metrics_dir"] and not os.path.isdir(params["metrics_dir"]):

@@ -177,6 +177,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils import _posture  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._atomic import write_atomic  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 
 FILES = {"json": "posture.json", "markdown": "posture.md", "html": "posture.html"}
 
@@ -281,6 +282,7 @@ def write(dest, files, texts):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    refuse_nul_in_paths(module)
     params = module.params
     try:
         changed, files, texts, evaluated, before_markdown = plan(params, time.time())

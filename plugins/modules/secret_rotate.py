@@ -381,6 +381,7 @@ from ansible.module_utils.urls import fetch_url  # noqa: E402
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _metrics, _postgres, _rotation  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._rotation_targets import TARGETS  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import aws as _aws  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (  # noqa: E402
@@ -453,6 +454,7 @@ def main():
             ("target", "postgresql_alternating", ["roles"]),
         ],
     )
+    refuse_nul_in_paths(module)
     params = module.params
     missing = missing_library(params)
     if missing:

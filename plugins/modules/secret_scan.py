@@ -156,10 +156,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _secret_scan  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 
 
 def main():
     module = AnsibleModule(argument_spec=_secret_scan.secret_scan_argument_spec(), supports_check_mode=True)
+    refuse_nul_in_paths(module)
     if not _secret_scan.HAS_DETECT_SECRETS:
         module.fail_json(
             msg=missing_required_lib("detect-secrets", url="https://pypi.org/project/detect-secrets/"),

@@ -341,10 +341,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _tls, _tls_cert  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 
 
 def main():
     module = AnsibleModule(argument_spec=_tls.tls_check_argument_spec(), supports_check_mode=True)
+    refuse_nul_in_paths(module)
     if not _tls_cert.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=str(_tls_cert.CRYPTOGRAPHY_IMPORT_ERROR))
     params = module.params

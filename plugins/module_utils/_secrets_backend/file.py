@@ -17,6 +17,7 @@ import stat
 
 from ansible_collections.locksmith.ops.plugins.module_utils._atomic import write_atomic
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import ArtefactError
+from ansible_collections.locksmith.ops.plugins.module_utils._paths import PathError, open_regular
 from ansible_collections.locksmith.ops.plugins.module_utils._secrets_backend import (
     BackendConflict,
     BackendDenied,
@@ -34,6 +35,14 @@ class FileBackend(DocumentBackend):
     name = "file"
     required_options = ("file_path",)
 
+    def validate(self):
+        super().validate()
+        # The lookup has no module's NUL check in front of it; os.stat would raise ValueError.
+        if "\x00" in self.options["file_path"]:
+            raise SecretsBackendError(
+                "file_path %r holds a NUL character, which no file name can; remove it" % self.options["file_path"]
+            )
+
     def describe(self, secret):
         return "file %s, secret '%s'" % (self.options["file_path"], secret)
 
@@ -43,6 +52,12 @@ class FileBackend(DocumentBackend):
             info = os.stat(path)
         except FileNotFoundError:
             return {"format": FILE_FORMAT, "secrets": {}}
+        except OSError as err:
+            raise SecretsBackendError(
+                "file_path '%s' cannot be used (%s); point file_path at a file this module wrote, or at a new path"
+                % (path, err.strerror),
+                path=path,
+            ) from err
         if stat.S_IMODE(info.st_mode) & 0o077:
             raise BackendDenied(
                 "file_path '%s' is readable by group or others (mode %o); run `chmod 600 %s` first"
@@ -50,12 +65,14 @@ class FileBackend(DocumentBackend):
                 path=path,
             )
         try:
-            with open(path, encoding="utf-8") as handle:
+            # A regular file only: a FIFO would block the run forever.
+            with open_regular(path, "file_path", "r") as handle:
                 data = json.load(handle)
-        except (OSError, ValueError) as err:
+        except (PathError, ValueError) as err:
             raise SecretsBackendError(
                 "file_path '%s' cannot be read as a locksmith secrets file (%s); "
-                "point file_path at a file this module wrote, or at a new path" % (path, err),
+                "point file_path at a file this module wrote, or at a new path"
+                % (path, err.reason if isinstance(err, PathError) else err),
                 path=path,
             ) from err
         if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:

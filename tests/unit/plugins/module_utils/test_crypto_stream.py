@@ -86,9 +86,17 @@ def test_key_file(tmp_path):
     # /dev/zero was read whole (memory exhausted); a file larger than any key is refused after 1 KiB.
     (tmp_path / "big").write_bytes(b"a" * 5000)
     (tmp_path / "big").chmod(0o600)
-    for big in ("/dev/zero", str(tmp_path / "big")):
-        with pytest.raises(cs.CryptoError, match="holds more than 1024 bytes, more than any key"):
-            cs.load_key(key_file=big)
+    with pytest.raises(cs.CryptoError, match="holds more than 1024 bytes, more than any key"):
+        cs.load_key(key_file=str(tmp_path / "big"))
+    # A device or a FIFO is never read at all (a FIFO blocked the run forever).
+    with pytest.raises(cs.CryptoError, match=r"'/dev/zero' cannot be read \(a device, not a regular file\)"):
+        cs.load_key(key_file="/dev/zero")
+
+
+@pytest.mark.parametrize("option", ["key", "key_file"])
+def test_an_empty_key_or_key_file_is_an_error_not_unencrypted(option):
+    with pytest.raises(cs.CryptoError, match="encryption_key"):
+        cs.load_key(**{option: ""})
 
 
 def test_key_file_others_may_read_is_refused_and_one_a_group_may_read_is_warned(tmp_path):
