@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import calendar
 import json
+import math
+import posixpath
+import re
 import time
 
 from ansible.errors import AnsibleFilterError
@@ -20,6 +24,8 @@ DEFAULT_TARGETS = {
 }
 # A drill report stamped this far ahead of the controller's clock is skew; further ahead, it is no evidence.
 CLOCK_SKEW_SECONDS = 300
+# pg_backup_restore's report file name: <database>-<mode>-<UTC start>.json.
+REPORT_NAME = re.compile(r"^(.+)-(drill|recover|tables|pitr)-([0-9]{8}T[0-9]{6}Z)\.json$")
 
 
 def _dict(where, value):
@@ -173,16 +179,83 @@ def _drill_age(drill, now):
     return max(0.0, now - started)
 
 
-def _drill(drill, evidence, targets, now):
-    drill = _dict("drill", drill)
-    verified = bool(drill.get("verified"))
-    errors = drill.get("errors") if isinstance(drill.get("errors"), list) else []
-    age = _drill_age(drill, now)
-    # The newest report is all posture.yml finds: when dr_drill.yml stopped running (or stopped before it wrote a
-    # report), an old verified drill would stand for this period's. Past the schedule's max age it proves nothing.
+def _report_name(path):
+    """(database, mode, started) from pg_backup_restore's file name <database>-<mode>-<UTC stamp>.json, as far as the
+    name follows it: (file stem, None, None) for any other name."""
+    base = posixpath.basename(path)
+    match = REPORT_NAME.match(base)
+    if not match:
+        return (base[:-5] if base.endswith(".json") else base), None, None
+    try:
+        started = calendar.timegm(time.strptime(match.group(3), "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        started = None  # 20261399T...: not a time, so not the newest by its name
+    return match.group(1), match.group(2), started
+
+
+def _drill_reports(reports):
+    """{(host, database): (path, report, error)}: the newest drill report of each restore host and database.
+
+    The host is the directory a report is in (dr_drill.yml fetches each host's reports into <dir>/<host>/); the
+    database and the time are the report's own, or its file name's when it cannot be read. Newest is the drill that
+    started last. Reports of recover, tables or PITR restores are not drills and are left out.
+    """
+    newest = {}
+    for path in sorted(reports, key=str):
+        if not isinstance(path, str) or not path:
+            raise AnsibleFilterError(
+                "posture_promises: drill_reports must map report paths to their JSON text, got the key %r" % (path,)
+            )
+        content = reports[path]
+        name_database, name_mode, name_started = _report_name(path)
+        error = ""
+        if isinstance(content, str):
+            # A damaged report is a drill that cannot be judged, not a filter error that hides every other row.
+            try:
+                content = json.loads(content)
+            except ValueError as err:
+                error = "%s is %s" % (posixpath.basename(path), "not JSON (%s)" % err if content.strip() else "empty")
+            if not isinstance(content, dict):
+                error = error or "%s is not a JSON object" % posixpath.basename(path)
+                content = {}
+        report = _dict("drill_reports[%r]" % path, content)
+        if (report.get("mode") or name_mode or "drill") != "drill":
+            continue
+        database = str(report.get("database") or name_database)
+        started = report.get("started_epoch")
+        if isinstance(started, bool) or not isinstance(started, (int, float)):
+            started = name_started
+        key = (posixpath.basename(posixpath.dirname(path)), database)
+        order = (started if started is not None else -math.inf, path)
+        if key not in newest or order > newest[key][0]:
+            newest[key] = (order, path, report, error)
+    return {key: found[1:] for key, found in newest.items()}
+
+
+def _drill_databases(expected):
+    """{host: [database, ...]} as posture.yml reads it from the restore hosts (what dr_drill.yml drills on each)."""
+    expected = _dict("drill_databases", expected)
+    for host, databases in expected.items():
+        if databases is not None and (
+            not isinstance(databases, list) or not all(isinstance(d, str) and d for d in databases)
+        ):
+            raise AnsibleFilterError(
+                "posture_promises: drill_databases[%r] must be a list of database names, got %r; dr_drill.yml drills"
+                " dr_drill_databases, else [dr_restore_database]" % (host, databases)
+            )
+    return {str(host): list(databases or []) for host, databases in expected.items()}
+
+
+def _drill(report, error, targets, now):
+    """(value, detail) of one drill report."""
+    verified = bool(report.get("verified"))
+    errors = report.get("errors") if isinstance(report.get("errors"), list) else []
+    age = _drill_age(report, now)
+    # When dr_drill.yml stopped running (or stopped before it wrote a report), an old verified drill would stand for
+    # this period's. Past the schedule's max age it proves nothing.
     current = age is not None and age <= targets["drill_max_age_seconds"]
-    if not drill:
-        detail = "no drill report"
+    if error:
+        detail = "not read: %s" % " ".join(error.split())
     elif not verified and errors:
         # A drill that stopped before it restored (no backup found, storage unreachable) has no phases to show.
         first = " ".join(str(errors[0]).split())
@@ -195,20 +268,80 @@ def _drill(drill, evidence, targets, now):
             else "undated: the report has no started_epoch in the past; run dr_drill.yml"
         )
     else:
-        detail = "phases %s" % json.dumps(drill.get("phases", {}), sort_keys=True, default=str)
-    return [
-        {
-            "name": "drill_rto",
-            "title": "Drill of %s: time to a verified restore (RTO)" % drill.get("database", "the newest backup"),
-            # A restore that did not verify has no recovery time: it did not recover.
-            "value": drill.get("rto_seconds") if verified and current else None,
-            "unit": "s",
-            "target": targets["rto_seconds"],
-            "compare": "le",
-            "detail": detail,
-            "evidence": evidence or "",
-        }
-    ]
+        detail = "phases %s" % json.dumps(report.get("phases", {}), sort_keys=True, default=str)
+    # A restore that did not verify has no recovery time: it did not recover.
+    return (report.get("rto_seconds") if verified and current and not error else None), detail
+
+
+def _drills(measured, targets, now):
+    """One row per restore host and database: its newest drill report, or none where dr_drill.yml should drill."""
+    reports = _dict("drill_reports", measured.get("drill_reports"))
+    expected = _drill_databases(measured.get("drill_databases"))
+    where = measured.get("drill_report_dir") or ""
+    if not isinstance(where, str):
+        raise AnsibleFilterError("posture_promises: drill_report_dir must be a path, got %r" % (where,))
+    newest = _drill_reports(reports)
+    keys = set(newest) | {(host, database) for host, databases in expected.items() for database in databases}
+    promises = []
+    for host in sorted({host for host, _database in keys} | set(expected)):
+        databases = sorted(database for key_host, database in keys if key_host == host)
+        if not databases:
+            # A restore host that dr_drill.yml has nothing to drill on would otherwise leave the report unseen.
+            promises.append(
+                {
+                    "name": "drill_rto_%s" % host,
+                    "title": "Drill on %s: time to a verified restore (RTO)" % host,
+                    "value": None,
+                    "unit": "s",
+                    "target": targets["rto_seconds"],
+                    "compare": "le",
+                    "detail": "no database to drill: dr_drill.yml drills dr_drill_databases, else dr_restore_database,"
+                    " and neither is set for %s" % host,
+                    "evidence": "",
+                }
+            )
+        for database in databases:
+            if (host, database) in newest:
+                path, report, error = newest[(host, database)]
+                value, detail = _drill(report, error, targets, now)
+            else:
+                # Where its report should be: the database must not leave the report because it was never drilled.
+                path, value = posixpath.join(where, host, "") if where else "", None
+                detail = "no drill report: dr_drill.yml drills %s on %s, and none was found; run dr_drill.yml"
+                detail %= (database, host)
+            if host in expected and database not in expected[host]:
+                detail += (
+                    "; %s is not drilled on %s any more (not in dr_drill_databases or dr_restore_database): remove its"
+                    " reports if that is meant" % (database, host)
+                )
+            promises.append(
+                {
+                    "name": "drill_rto_%s_%s" % (host, database),
+                    "title": "Drill of %s on %s: time to a verified restore (RTO)" % (database, host),
+                    "value": value,
+                    "unit": "s",
+                    "target": targets["rto_seconds"],
+                    "compare": "le",
+                    "detail": detail,
+                    "evidence": path,
+                }
+            )
+    if not promises:
+        # No report and no restore host: nothing proves the backups restore, and the report must say so.
+        promises.append(
+            {
+                "name": "drill_rto",
+                "title": "Drill of the backups: time to a verified restore (RTO)",
+                "value": None,
+                "unit": "s",
+                "target": targets["rto_seconds"],
+                "compare": "le",
+                "detail": "no drill report%s and no restore host (dr_drill_hosts, default the group dr_restore_hosts)"
+                % (" in %s" % where if where else ""),
+                "evidence": where,
+            }
+        )
+    return promises
 
 
 def _tls(endpoints, targets):
@@ -236,12 +369,20 @@ def _tls(endpoints, targets):
 
 def posture_promises(measured, targets=None, now=None):
     """Promises from ``measured`` = {lynis: {host: {baseline, after, error}}, backups: {host: pg_backup_info result
-    or {error}}, drill: report, drill_evidence: path, tls: [tls_check endpoints]}; each key optional. ``now`` (Unix
-    time, default the controller's clock) dates the drill report."""
+    or {error}}, drill_reports: {path: JSON text}, drill_databases: {host: [database]}, drill_report_dir: path,
+    tls: [tls_check endpoints]}; each key optional. ``now`` (Unix time, default the controller's clock) dates the
+    drill reports."""
     if not isinstance(measured, dict):
         raise AnsibleFilterError("posture_promises: expected a dict of measurements, got %s" % type(measured).__name__)
     if targets is not None and not isinstance(targets, dict):
         raise AnsibleFilterError("posture_promises: targets %r must be a dict such as {rpo_seconds: 3600}" % (targets,))
+    if "drill" in measured or "drill_evidence" in measured:
+        # The one newest report of the whole directory let a failed drill of one database hide behind another's.
+        raise AnsibleFilterError(
+            "posture_promises: drill and drill_evidence are replaced by drill_reports ({path: JSON text}, the newest"
+            " report of each restore host and database, the host being the report's directory) and drill_databases"
+            " ({host: [database]}); see playbooks/posture.yml"
+        )
     targets = targets or {}
     unknown = set(targets) - set(DEFAULT_TARGETS)
     if unknown:
@@ -255,10 +396,8 @@ def posture_promises(measured, targets=None, now=None):
     promises = []
     promises += _lynis(_dict("lynis", measured.get("lynis")), merged)
     promises += _backups(_dict("backups", measured.get("backups")), merged)
-    if "drill" in measured:
-        promises += _drill(
-            measured.get("drill"), measured.get("drill_evidence"), merged, time.time() if now is None else now
-        )
+    if "drill_reports" in measured or "drill_databases" in measured:
+        promises += _drills(measured, merged, time.time() if now is None else now)
     promises += _tls(measured.get("tls"), merged)
     return promises
 

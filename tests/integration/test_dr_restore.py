@@ -629,11 +629,6 @@ def test_a_drill_that_finds_no_backup_replaces_the_passed_drills_metrics(ansible
     )
     for gone in ("locksmith_drill_rto_seconds", "locksmith_drill_rpo_seconds", "locksmith_drill_phase_seconds"):
         assert gone not in after, gone
-    # The posture report reads the newest drill report: this one, unmeasured, saying why.
-    newest = max(dirs["reports"].glob("*.json"), key=lambda p: p.stat().st_mtime)
-    [promise] = posture_promises({"drill": json.loads(newest.read_text())})
-    assert promise["value"] is None and promise["detail"].startswith("failed: no complete, intact backup")
-
     # Through the role, as the scheduled playbook runs it: the same failure, the report fetched to the controller
     # (where playbooks/posture.yml reads it) and the role's max age published.
     fetched = tmp_path / "fetched"
@@ -656,6 +651,16 @@ def test_a_drill_that_finds_no_backup_replaces_the_passed_drills_metrics(ansible
     assert run.rc != 0 and "no complete, intact backup" in run.stdout, run.stdout[-3000:]
     [report] = list((fetched / "localhost").glob(f"{seeded}-drill-*.json"))
     assert json.loads(report.read_text())["verified"] is False
+    # The posture report judges the newest drill of each restore host and database, fetched as posture.yml reads
+    # them: this one, unmeasured, saying why.
+    [promise] = posture_promises(
+        {
+            "drill_reports": {str(p): p.read_text() for p in fetched.rglob("*.json")},
+            "drill_databases": {"localhost": [seeded]},
+        }
+    )
+    assert promise["name"] == f"drill_rto_localhost_{seeded}" and promise["evidence"] == str(report)
+    assert promise["value"] is None and promise["detail"].startswith("failed: no complete, intact backup")
     samples = _drill_samples(dirs["metrics"], seeded)
     assert samples["locksmith_drill_last_status"] == 0 and samples["locksmith_drill_max_age_seconds"] == 7200
 
