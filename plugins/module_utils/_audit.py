@@ -23,6 +23,7 @@ from ansible_collections.locksmith.ops.plugins.module_utils._audit_catalog impor
     resolve_tables,
 )
 from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS, WRITER_ROLE
+from ansible_collections.locksmith.ops.plugins.module_utils._metrics import Family
 from ansible_collections.locksmith.ops.plugins.module_utils._postgres import (
     InvalidIdentifier,
     fetch_all,
@@ -82,6 +83,13 @@ def validate_options(params: dict) -> None:
     for option, most in (("retention_days", MAX_RETENTION_DAYS), ("partitions_ahead", MAX_PARTITIONS_AHEAD)):
         if not 0 <= params[option] <= most:
             raise AuditError("%s %d must be between 0 and %d" % (option, params[option], most), option=option)
+    max_age = params.get("retention_max_age_seconds")
+    if max_age is not None and max_age <= 0:
+        raise AuditError(
+            "retention_max_age_seconds %d must be above 0: twice the retention schedule's interval plus some slack, "
+            "for example 176400 for a daily timer, or leave it unset" % max_age,
+            option="retention_max_age_seconds",
+        )
 
 
 def parse_tables(tables: list, audit_schema: str) -> list:
@@ -310,21 +318,22 @@ def plan_audit(conn, params: dict) -> dict:
                 after_schema["partitions"].append("log_default")
             after_schema["version"] = LATEST_VERSION
         parts = _partition_actions(conn, params, schema_state)
-        if parts:
-            maintain = sql.SQL("SELECT * FROM {}.maintain({}, {})").format(
-                sql.Identifier(params["audit_schema"]),
-                sql.Literal(params["retention_days"]),
-                sql.Literal(params["partitions_ahead"]),
-            )
-            for action, name in parts:
-                label = "retention_days=%d" % params["retention_days"] if action == "drop" else "partitions_ahead"
-                steps.append(("%s partition %s.%s (%s)" % (action, params["audit_schema"], name, label), None))
-                if action == "create" and name not in after_schema["partitions"]:
-                    after_schema["partitions"].append(name)
-                if action == "drop" and name in after_schema["partitions"]:
-                    after_schema["partitions"].remove(name)
-            steps.append(("run %s.maintain()" % params["audit_schema"], maintain))
-            after_schema["partitions"].sort()
+        maintain = sql.SQL("SELECT * FROM {}.maintain({}, {})").format(
+            sql.Identifier(params["audit_schema"]),
+            sql.Literal(params["retention_days"]),
+            sql.Literal(params["partitions_ahead"]),
+        )
+        for action, name in parts:
+            label = "retention_days=%d" % params["retention_days"] if action == "drop" else "partitions_ahead"
+            steps.append(("%s partition %s.%s (%s)" % (action, params["audit_schema"], name, label), None))
+            if action == "create" and name not in after_schema["partitions"]:
+                after_schema["partitions"].append(name)
+            if action == "drop" and name in after_schema["partitions"]:
+                after_schema["partitions"].remove(name)
+        # Every run applies the retention, so maintain() runs (and records the run, schema version 6) even with
+        # nothing to create or drop; then it is no action and no change (changed_steps()).
+        steps.append(("run %s.maintain()" % params["audit_schema"] if parts else None, maintain))
+        after_schema["partitions"].sort()
         grant_steps, after_schema["grants"] = _grant_steps(params, schema_state["grants"])
         steps.extend(grant_steps)
 
@@ -413,6 +422,38 @@ def plan_audit(conn, params: dict) -> dict:
     after_schema["grants"] = ["%s: %s on %s" % (g[1], g[2], g[0]) for g in after_schema["grants"]]
     after = {"audit_schema": after_schema, "tables": after_tables}
     return {"steps": steps, "before": before, "after": after, "warnings": warnings}
+
+
+def retention_families(database: str, status: dict, max_age_seconds) -> list:
+    """The metric families of locksmith_audit_<database>.prom for a retention status (read_retention_status).
+
+    roles/audit/files/locksmith-audit-metrics writes the same file after each timer run; a unit test compares the two.
+    """
+    families = [
+        Family("locksmith_audit_log_bytes", "Size of the audit log, all partitions").add(
+            status["log_size_bytes"], database=database
+        )
+    ]
+    # The time maintain() recorded, never a writer's clock: a run that failed or never happened must not look fresh.
+    if status["last_run_timestamp"] is not None:
+        families.append(
+            Family(
+                "locksmith_audit_retention_last_run_timestamp_seconds",
+                "End of the newest completed audit retention run",
+            ).add(status["last_run_timestamp"], database=database)
+        )
+    if max_age_seconds is not None:
+        families.append(
+            Family(
+                "locksmith_audit_retention_max_age_seconds", "Age past which the audit retention run is overdue"
+            ).add(max_age_seconds, database=database)
+        )
+    return families
+
+
+def changed_steps(steps: list) -> bool:
+    """Whether a plan changes anything: a step with an action. The bare maintain() of every run records it only."""
+    return any(label for label, _statement in steps)
 
 
 def apply_plan(conn, steps: list, check_mode: bool) -> list:

@@ -132,6 +132,21 @@ def read_schema(conn, audit_schema: str) -> dict:
     return state
 
 
+def read_retention_status(conn, audit_schema: str, version: int) -> dict:
+    """{last_run_timestamp, log_size_bytes}: the newest completed maintain() (None before schema version 6 or the
+    first run) as a Unix time, and the log's size."""
+    if version < 6:
+        return {"last_run_timestamp": None, "log_size_bytes": read_schema(conn, audit_schema)["log_size_bytes"]}
+    row = fetch_all(
+        conn,
+        sql.SQL(
+            "SELECT floor(extract(epoch FROM last_run_at))::bigint AS ran, log_size_bytes FROM {}.retention_status()"
+        ).format(sql.Identifier(audit_schema)),
+    )[0]
+    ran = None if row["ran"] is None else int(row["ran"])
+    return {"last_run_timestamp": ran, "log_size_bytes": int(row["log_size_bytes"])}
+
+
 def partition_range(name: str) -> tuple:
     """[from, to) of a monthly partition as ISO timestamps (UTC); (None, None) for the default partition."""
     match = re.match(r"^log_p(\d{4})(\d{2})$", name)

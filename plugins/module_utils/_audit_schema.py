@@ -440,6 +440,67 @@ SELECT (pg_catalog.to_jsonb(old_row) OPERATOR(pg_catalog.-) excluded)
 $locksmith$""",
 ]
 
+# Version 6: maintain() records its own run. The retention metric published the time Ansible ran, so a timer that
+# stopped, a maintain() that failed or a pg_cron job that was removed showed nothing. The record is written in
+# maintain()'s transaction: a run that fails leaves the previous record. retention_status() is what the metrics
+# writers publish (the module and the timer's locksmith-audit-metrics), so both read one definition.
+_V6 = [
+    # One row (maintain() writes key true only): the newest run that completed. Only the owner reads or writes it.
+    """CREATE TABLE {s}.retention_run (
+    singleton boolean PRIMARY KEY DEFAULT true,
+    ran_at timestamptz NOT NULL,
+    retention_days integer NOT NULL,
+    months_ahead integer NOT NULL,
+    dropped_partitions text[] NOT NULL
+)""",
+    """CREATE OR REPLACE FUNCTION {s}.maintain(retention_days integer, months_ahead integer,
+                            as_of timestamptz DEFAULT pg_catalog.clock_timestamp())
+RETURNS TABLE (action text, partition_name text, range_from timestamptz, range_to timestamptz)
+LANGUAGE plpgsql SET search_path = '' AS $locksmith$
+DECLARE
+    schema_name constant text := {s_lit};
+    dropped text[] := '{{}}';
+    step record;
+BEGIN
+    FOR step IN SELECT * FROM {s}.partition_plan(months_ahead, retention_days, as_of) LOOP
+        PERFORM {s}.create_partition((step.range_from AT TIME ZONE 'UTC')::date);
+        IF step.action = 'drop' THEN
+            EXECUTE pg_catalog.format('DROP TABLE %I.%I', schema_name, step.partition_name);
+            dropped := dropped OPERATOR(pg_catalog.||) step.partition_name;
+        END IF;
+        action := step.action; partition_name := step.partition_name;
+        range_from := step.range_from; range_to := step.range_to;
+        RETURN NEXT;
+    END LOOP;
+    IF pg_catalog.cardinality(dropped) > 0 THEN
+        INSERT INTO {s}.log (transaction_id, operation, capture, schema_name, table_name, new_data,
+                             application_name, client_addr)
+        VALUES (pg_catalog.txid_current(), 'RETENTION', 'system', schema_name, 'log',
+                pg_catalog.jsonb_build_object('dropped_partitions', dropped, 'retention_days', retention_days,
+                                              'cutoff', as_of - pg_catalog.make_interval(days => retention_days)),
+                pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr());
+    END IF;
+    -- The wall clock at the end, not as_of (a test's clock): when the retention really ran.
+    INSERT INTO {s}.retention_run (singleton, ran_at, retention_days, months_ahead, dropped_partitions)
+    VALUES (true, pg_catalog.clock_timestamp(), retention_days, months_ahead, dropped)
+    ON CONFLICT (singleton) DO UPDATE
+        SET ran_at = EXCLUDED.ran_at, retention_days = EXCLUDED.retention_days,
+            months_ahead = EXCLUDED.months_ahead, dropped_partitions = EXCLUDED.dropped_partitions;
+END
+$locksmith$""",
+    # Newest completed run (null before the first) and the log's size, all partitions, as the metrics publish them.
+    """CREATE FUNCTION {s}.retention_status()
+RETURNS TABLE (last_run_at timestamptz, log_size_bytes bigint)
+LANGUAGE sql STABLE SET search_path = '' AS $locksmith$
+SELECT (SELECT r.ran_at FROM {s}.retention_run AS r),
+       (SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(i.inhrelid)), 0)::bigint
+          FROM pg_catalog.pg_inherits AS i
+         WHERE i.inhparent = pg_catalog.to_regclass(pg_catalog.format('%I.log', {s_lit}::text)))
+$locksmith$""",
+    "REVOKE ALL ON TABLE {s}.retention_run FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION {s}.retention_status() FROM PUBLIC",
+]
+
 # (version, description, statements). Append only.
 MIGRATIONS = [
     (1, "audit log partitioned by month, row and statement triggers, retention", _V1),
@@ -447,5 +508,6 @@ MIGRATIONS = [
     (3, "trigger functions run as locksmith_audit_writer, which may only insert into the log", _V3),
     (4, "a TRUNCATE of a table with excluded columns logs no statement text", _V4),
     (5, "floats compared and logged at full precision whatever the session's extra_float_digits", _V5),
+    (6, "maintain() records its newest completed run; retention_status() for the metrics", _V6),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -26,6 +26,8 @@ FAIL_ON = ["critical", "warning", "never"]
 UNREACHABLE = ("connection_refused", "timeout", "connection_failed", "name_unresolved")
 # Mozilla Observatory's floor for HSTS: six months.
 DEFAULT_HSTS_MIN_AGE = 15768000
+# Twice the daily audit schedule plus a day: one missed run is tolerated, a second is not (TlsCheckOverdue).
+METRICS_MAX_AGE_SECONDS = 3 * 86400
 
 
 class TlsCheckError(LocksmithError):
@@ -64,6 +66,7 @@ def tls_check_argument_spec() -> dict:
         fail_on=dict(type="str", default="critical", choices=FAIL_ON),
         metrics_dir=dict(type="path"),
         metrics_subject=dict(type="str"),
+        metrics_max_age_seconds=dict(type="int", default=METRICS_MAX_AGE_SECONDS),
     )
 
 
@@ -77,6 +80,12 @@ def validate(params: dict) -> None:
         raise TlsCheckError(
             "metrics_dir '%s' does not exist; create it (node_exporter's textfile directory) or omit metrics_dir"
             % params["metrics_dir"]
+        )
+    if params["metrics_max_age_seconds"] <= 0:
+        raise TlsCheckError(
+            "metrics_max_age_seconds is %d; set it to the age in seconds past which this audit is overdue (default %d, "
+            "twice a daily schedule plus a day)" % (params["metrics_max_age_seconds"], METRICS_MAX_AGE_SECONDS),
+            option="metrics_max_age_seconds",
         )
     if not params["endpoints"]:
         raise TlsCheckError("endpoints is empty; list at least one {host, port}")
@@ -297,25 +306,37 @@ def failing(results: list, fail_on: str) -> list:
     return [r["name"] for r in results if SEVERITY_RANK[r["status"]] >= floor]
 
 
-def metric_families(results: list, finished_at: float) -> list:
-    """locksmith_tls_* families (docs/metrics.md) for one run."""
+def metric_families(results: list, finished_at: float, subject: str | None = None, max_age: int | None = None) -> list:
+    """locksmith_tls_* families (docs/metrics.md) for one run. Every series carries the run's subject (none without
+    one): node_exporter serves a series that two files repeat from one file only, so two audits on a host must differ.
+    """
+    scope = {"subject": subject} if subject else {}
     expiry = _metrics.Family(
         "locksmith_tls_cert_not_after_timestamp_seconds", "leaf certificate expiry (endpoint is host:port)"
     )
     status = _metrics.Family("locksmith_tls_status", "0 ok, 1 warning, 2 critical")
     for result in results:
         if result["certificate"]:
-            expiry.add(result["certificate"]["not_after_timestamp"], endpoint=result["name"])
-        status.add(SEVERITY_RANK[result["status"]], endpoint=result["name"])
+            expiry.add(result["certificate"]["not_after_timestamp"], endpoint=result["name"], **scope)
+        status.add(SEVERITY_RANK[result["status"]], endpoint=result["name"], **scope)
     last = _metrics.Family("locksmith_tls_last_check_timestamp_seconds", "end of the newest tls_check run")
-    last.add(int(finished_at))
-    return [expiry, status, last]
+    last.add(int(finished_at), **scope)
+    target = _metrics.Family("locksmith_tls_max_age_seconds", "the audit is overdue past this age")
+    target.add(METRICS_MAX_AGE_SECONDS if max_age is None else max_age, **scope)
+    return [expiry, status, last, target]
 
 
-def write_metrics(directory: str, subject: str | None, results: list, finished_at: float, check_mode: bool) -> dict:
+def write_metrics(
+    directory: str,
+    subject: str | None,
+    results: list,
+    finished_at: float,
+    check_mode: bool,
+    max_age_seconds: int = METRICS_MAX_AGE_SECONDS,
+) -> dict:
     """Publish the run's metrics; in check mode nothing is written. ``values_changed`` ignores the
     run timestamp, which moves on every run by design."""
-    families = metric_families(results, finished_at)
+    families = metric_families(results, finished_at, subject, max_age_seconds)
     path = "%s/%s" % (directory.rstrip("/"), _metrics.textfile_name("tls", subject))
     before = {
         k: v for k, v in _metrics.read_textfile(path).items() if not k[0].endswith("last_check_timestamp_seconds")

@@ -118,6 +118,9 @@ options:
         At most V(36500).
       - Applied on every run. Between runs, schedule the SQL function C(audit.maintain) with the retention in
         days and the months ahead as arguments, from a systemd timer or pg_cron.
+      - Each completed C(maintain) run, the module's own included, records its time in the audit schema
+        (C(<audit_schema>.retention_run), read with C(<audit_schema>.retention_status())); a run that fails records
+        nothing. A run of the module with nothing to create or drop records its run and reports no change.
     type: int
     default: 90
     version_added: 0.1.0
@@ -144,9 +147,21 @@ options:
   metrics_dir:
     description:
       - node_exporter textfile collector directory. When set, a real run writes C(locksmith_audit_<database>.prom)
-        with C(locksmith_audit_log_bytes) and C(locksmith_audit_retention_last_run_timestamp_seconds).
-      - The file is refreshed on every run and does not count as a change.
+        with C(locksmith_audit_log_bytes) and C(locksmith_audit_retention_last_run_timestamp_seconds), the end of the
+        newest completed C(maintain) run as the audit schema recorded it (whoever ran it, this module, a timer or
+        pg_cron), and O(retention_max_age_seconds) when set.
+      - The file is refreshed on every run and does not count as a change. Between runs it is only as fresh as the
+        last one. The role M(locksmith.ops.audit) does not set this option; it writes the same file with its own
+        writer, on every converge and after every completed run of its retention timer.
     type: path
+    version_added: 0.1.0
+  retention_max_age_seconds:
+    description:
+      - With O(metrics_dir), published as C(locksmith_audit_retention_max_age_seconds), the age past which the newest
+        retention run is overdue (alert C(AuditRetentionOverdue)). Twice the interval of the schedule that runs
+        C(maintain) plus some slack, for example V(176400) (two days and an hour) for a daily timer. Unset, no
+        target is published and nothing can tell a retention that stopped.
+    type: int
     version_added: 0.1.0
 extends_documentation_fragment:
   - locksmith.ops.attributes
@@ -257,8 +272,6 @@ metrics_file:
   sample: /var/lib/prometheus/node-exporter/locksmith_audit_shop.prom
 """
 
-import time  # noqa: E402 - ansible modules document before they import
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _audit, _audit_catalog, _metrics, _postgres  # noqa: E402
@@ -284,26 +297,16 @@ def argument_spec():
         auditor_role=dict(type="str"),
         drop_log=dict(type="bool", default=False),
         metrics_dir=dict(type="path"),
+        retention_max_age_seconds=dict(type="int"),
     )
     return spec
 
 
-def publish_metrics(conn, params):
-    """Log size and retention run time for node_exporter; returns the file path."""
-    state = _audit_catalog.read_schema(conn, params["audit_schema"])
-    database = params["database"]
-    families = [
-        _metrics.Family("locksmith_audit_log_bytes", "Size of the audit log, all partitions").add(
-            state["log_size_bytes"], database=database
-        )
-    ]
-    if params["retention_days"] > 0:
-        families.append(
-            _metrics.Family(
-                "locksmith_audit_retention_last_run_timestamp_seconds", "Newest run of the audit log retention"
-            ).add(int(time.time()), database=database)
-        )
-    return _metrics.write_textfile(params["metrics_dir"], "audit", database, families)[1]
+def publish_metrics(conn, params, version):
+    """Log size, the recorded retention run and its max age for node_exporter; returns the file path."""
+    status = _audit_catalog.read_retention_status(conn, params["audit_schema"], version)
+    families = _audit.retention_families(params["database"], status, params.get("retention_max_age_seconds"))
+    return _metrics.write_textfile(params["metrics_dir"], "audit", params["database"], families)[1]
 
 
 def main():
@@ -329,7 +332,7 @@ def main():
         for warning in plan["warnings"]:
             module.warn(warning)
         result["actions"] = [label for label, _stmt in plan["steps"] if label]
-        result["changed"] = bool(plan["steps"])
+        result["changed"] = _audit.changed_steps(plan["steps"])
         if plan["steps"]:
             executed.extend(_audit.apply_plan(conn, plan["steps"], module.check_mode))
         else:
@@ -344,7 +347,7 @@ def main():
             result["diff"] = {"before": plan["before"], "after": after}
         if params.get("metrics_dir") and not module.check_mode and after["audit_schema"]["version"]:
             with _audit_catalog.server_errors(conn, params["database"], "measuring the audit log"):
-                result["metrics_file"] = publish_metrics(conn, params)
+                result["metrics_file"] = publish_metrics(conn, params, after["audit_schema"]["version"])
     except LocksmithError as err:
         details = dict(err.details)
         details.setdefault("executed_queries", executed)

@@ -38,7 +38,8 @@ notes:
     V(frame_options_missing), V(csp_missing), V(referrer_policy_missing), V(http_not_redirected) and
     V(http_check_failed) (warning).
   - Metrics (docs/metrics.md) are C(locksmith_tls_cert_not_after_timestamp_seconds),
-    C(locksmith_tls_status) and C(locksmith_tls_last_check_timestamp_seconds).
+    C(locksmith_tls_status), C(locksmith_tls_last_check_timestamp_seconds) and C(locksmith_tls_max_age_seconds),
+    each with the label C(subject) set to O(metrics_subject) (no label without one).
 extends_documentation_fragment:
   - locksmith.ops.attributes
   - locksmith.ops.attributes.INFO_MODULE
@@ -177,8 +178,21 @@ options:
     type: path
     version_added: 0.1.0
   metrics_subject:
-    description: Suffix of the metrics file, so that two audits with different endpoint lists keep two files.
+    description:
+      - Suffix of the metrics file, so that two audits with different endpoint lists keep two files, and the value of
+        the C(subject) label of every series in it.
+      - Give each audit that writes into one directory its own subject; node_exporter serves a series that two files
+        repeat with the same labels from one file only.
     type: str
+    version_added: 0.1.0
+  metrics_max_age_seconds:
+    description:
+      - With O(metrics_dir), published as C(locksmith_tls_max_age_seconds), the age past which this audit's newest run
+        is overdue (alert C(TlsCheckOverdue)); a positive number.
+      - The default, 3 days, is twice a daily schedule plus a day, so one missed run is tolerated and a second is not.
+        Set it from your schedule.
+    type: int
+    default: 259200
     version_added: 0.1.0
 seealso:
   - name: sslyze
@@ -211,6 +225,7 @@ EXAMPLES = r"""
     concurrency: 32
     metrics_dir: /var/lib/prometheus/node-exporter
     metrics_subject: production
+    metrics_max_age_seconds: 259200  # a daily schedule: overdue after two missed runs
     fail_on: never
   register: tls_audit
 
@@ -361,7 +376,12 @@ def main():
         }
         if params["metrics_dir"]:
             result["metrics"] = _tls.write_metrics(
-                params["metrics_dir"], params["metrics_subject"], results, time.time(), module.check_mode
+                params["metrics_dir"],
+                params["metrics_subject"],
+                results,
+                time.time(),
+                module.check_mode,
+                params["metrics_max_age_seconds"],
             )
     except LocksmithError as err:
         module.fail_json(msg=str(err), **err.details)

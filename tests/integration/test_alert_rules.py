@@ -16,6 +16,8 @@ cannot read.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import shutil
 import subprocess
 import urllib.request
@@ -232,6 +234,22 @@ CASES = {
         "at": 1,
         "labels": {"endpoint": "web:443", "instance": "db1:9100", "severity": "critical"},
     },
+    "TlsCheckOverdue": {
+        # newest run at t=0 with a 10 min max age: overdue from the evaluation after 600 s, firing an hour later;
+        # the safe side is the age exactly at the max age (4320 s at 72 min).
+        "fire": [
+            ('locksmith_tls_last_check_timestamp_seconds{subject="audit",%s}' % DB, "0x80"),
+            ('locksmith_tls_max_age_seconds{subject="audit",%s}' % DB, "600x80"),
+        ],
+        "safe": [
+            ('locksmith_tls_last_check_timestamp_seconds{subject="audit",%s}' % DB, "0x80"),
+            ('locksmith_tls_max_age_seconds{subject="audit",%s}' % DB, "4320x80"),
+        ],
+        "at": 72,
+        "for": 3600,
+        "onset": 600 + int(DEFAULTS["monitoring_server_evaluation_interval"][:-1]),
+        "labels": {"subject": "audit", "instance": "db1:9100", "severity": "warning"},
+    },
     "SecretRotationOverdue": {
         "fire": [
             ('locksmith_secret_last_rotation_timestamp_seconds{secret="db_app",%s}' % DB, "0x40"),
@@ -246,6 +264,22 @@ CASES = {
         "onset": 600 + int(DEFAULTS["monitoring_server_evaluation_interval"][:-1]),
         "labels": {"secret": "db_app", "instance": "db1:9100", "severity": "warning"},
     },
+    "AuditRetentionOverdue": {
+        # newest retention run at t=0 with a 10 min max age: overdue from the evaluation after 600 s, firing an hour
+        # later; the safe side is the age exactly at the max age (4320 s at 72 min).
+        "fire": [
+            ('locksmith_audit_retention_last_run_timestamp_seconds{database="app",%s}' % DB, "0x80"),
+            ('locksmith_audit_retention_max_age_seconds{database="app",%s}' % DB, "600x80"),
+        ],
+        "safe": [
+            ('locksmith_audit_retention_last_run_timestamp_seconds{database="app",%s}' % DB, "0x80"),
+            ('locksmith_audit_retention_max_age_seconds{database="app",%s}' % DB, "4320x80"),
+        ],
+        "at": 72,
+        "for": 3600,
+        "onset": 600 + int(DEFAULTS["monitoring_server_evaluation_interval"][:-1]),
+        "labels": {"database": "app", "instance": "db1:9100", "severity": "warning"},
+    },
     "SecretRotationFailed": {
         "fire": [('locksmith_secret_rotation_last_status{secret="db_app",%s}' % DB, "0x5")],
         "safe": [('locksmith_secret_rotation_last_status{secret="db_app",%s}' % DB, "1x5")],
@@ -257,6 +291,22 @@ CASES = {
         "safe": [('locksmith_ids_bans_total{jail="sshd",%s}' % DB, "3 3 3 3 3 3 3")],
         "at": 4,
         "labels": {"jail": "sshd", "instance": "db1:9100", "severity": "warning"},
+    },
+    "IntrusionMetricsOverdue": {
+        # newest write at t=0 with a 10 min max age: overdue from the evaluation after 600 s, firing 5 minutes later;
+        # the safe side is the age exactly at the max age (1200 s at 20 min).
+        "fire": [
+            ("locksmith_ids_last_run_timestamp_seconds{%s}" % DB, "0x25"),
+            ("locksmith_ids_max_age_seconds{%s}" % DB, "600x25"),
+        ],
+        "safe": [
+            ("locksmith_ids_last_run_timestamp_seconds{%s}" % DB, "0x25"),
+            ("locksmith_ids_max_age_seconds{%s}" % DB, "1200x25"),
+        ],
+        "at": 20,
+        "for": 300,
+        "onset": 600 + int(DEFAULTS["monitoring_server_evaluation_interval"][:-1]),
+        "labels": {"instance": "db1:9100", "severity": "warning"},
     },
     "FailedLoginSpike": {
         # 25 failures inside 5 minutes fire; 15 do not (threshold 20).
@@ -448,13 +498,14 @@ def _successes(text: str) -> list[str]:
 
 def _scraped(snapshots: list[tuple[int, str]], minutes: int) -> list[dict]:
     """promtool input from textfile snapshots, each (first minute, text) scraped every minute until the next: a
-    series missing from a later snapshot gets a staleness marker, as a real scrape gives it."""
+    series missing from a later snapshot gets a staleness marker, as a real scrape gives it; before the first
+    snapshot the file does not exist yet."""
     parsed = [(start, _metrics.parse(text)) for start, text in snapshots]
     entries = []
     for name, labels in sorted({key for _start, samples in parsed for key in samples}):
         values, present = [], False
         for minute in range(minutes + 1):
-            current = next(samples for start, samples in reversed(parsed) if start <= minute)
+            current = next((samples for start, samples in reversed(parsed) if start <= minute), {})
             if (name, labels) in current:
                 values.append(_metrics.format_value(current[(name, labels)]))
                 present = True
@@ -591,14 +642,8 @@ def test_backup_stale_joins_the_labels_pg_backup_writes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(NODE_EXPORTER is None, reason="Debian prometheus-node-exporter is not installed")
-def test_node_exporter_reports_an_unreadable_textfile_as_the_rule_expects(tmp_path):
-    """Debian's node_exporter drops a textfile it cannot parse, with every alert that would have read it, and says
-    so only in node_textfile_scrape_error, the series TextfileCollectorError watches; the other files still come."""
-    textfiles = tmp_path / "textfile"
-    textfiles.mkdir()
-    _pg_backup_file(textfiles, 0, [LOCAL_FAILED, S3_FAILED], False)
-    (textfiles / _metrics.textfile_name("drill", "app")).write_text("locksmith_drill_last_status{database=app} 0\n")
+def _node_exporter_scrape(textfiles: Path, tmp_path: Path) -> dict:
+    """One scrape of Debian's node_exporter with only the textfile collector, reading `textfiles`."""
     port = free_port()
     log = tmp_path / "node_exporter.log"
     argv = [NODE_EXPORTER, "--collector.disable-defaults", "--collector.textfile"]
@@ -607,9 +652,20 @@ def test_node_exporter_reports_an_unreadable_textfile_as_the_rule_expects(tmp_pa
     try:
         wait_for_port("127.0.0.1", port, timeout=15, proc=proc.proc, log=log)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            samples = _metrics.parse(response.read().decode())
+            return _metrics.parse(response.read().decode())
     finally:
         proc.stop()
+
+
+@pytest.mark.skipif(NODE_EXPORTER is None, reason="Debian prometheus-node-exporter is not installed")
+def test_node_exporter_reports_an_unreadable_textfile_as_the_rule_expects(tmp_path):
+    """Debian's node_exporter drops a textfile it cannot parse, with every alert that would have read it, and says
+    so only in node_textfile_scrape_error, the series TextfileCollectorError watches; the other files still come."""
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    _pg_backup_file(textfiles, 0, [LOCAL_FAILED, S3_FAILED], False)
+    (textfiles / _metrics.textfile_name("drill", "app")).write_text("locksmith_drill_last_status{database=app} 0\n")
+    samples = _node_exporter_scrape(textfiles, tmp_path)
     assert samples[("node_textfile_scrape_error", ())] == 1
     assert samples[("locksmith_backup_rpo_target_seconds", (("database", "app"),))] == NOW_RPO
     assert not [name for name, _labels in samples if name.startswith("locksmith_drill_")]
@@ -743,5 +799,181 @@ def test_drills_that_stop_running_are_overdue_once_and_failing_drills_only_faile
         },
         {"interval": "1m", "input_series": _scraped([(0, passed), *failed], 255), "alert_rule_test": failing},
     ]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- Audit retention: runs that stop or fail are AuditRetentionOverdue --------------------------------------------
+AUDIT_MAX_AGE = 2 * 3600 + 600  # retention runs hourly in these scenarios: twice the interval plus 10 minutes
+AUDIT_WRITER = ROLE_DIR.parent / "audit" / "files" / "locksmith-audit-metrics"
+
+
+def _audit_file(recorded_run: int, log_bytes: int) -> str:
+    """The textfile locksmith-audit-metrics writes (role audit) when maintain() last completed at `recorded_run`."""
+    loader = importlib.machinery.SourceFileLoader("locksmith_audit_metrics", str(AUDIT_WRITER))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    writer = importlib.util.module_from_spec(spec)
+    loader.exec_module(writer)
+    return writer.render("app", recorded_run, log_bytes, AUDIT_MAX_AGE)
+
+
+def test_audit_retention_that_stops_or_fails_is_overdue_and_running_retention_is_quiet(tmp_path):
+    """Before, nothing read the retention metrics, and the run time published was the Ansible run's. Now a completed
+    run (hourly here) republishes maintain()'s record; a failed one publishes nothing (its ExecStartPost does not run,
+    and the record did not move), so stopped and failing retention look alike: overdue past the max age plus the
+    hour of `for:`, with the node job's labels kept."""
+    running = [(minute, _audit_file(minute * 60, 8192 + minute)) for minute in range(0, 256, 60)]
+    # Completed runs at 0 and 60 min, then none: stopped, or every later run failed (nothing newer recorded).
+    stopped = running[:2]
+    assert "locksmith_audit_retention_max_age_seconds" in _names(running[0][1])
+    path = RULES_DIR / "security.rules.yml"
+    overdue = {"database": "app", "severity": "warning"}
+    # The newest run ended at 60 min: over the max age from 190 min, firing an hour later.
+    late = _expect(30, {"AuditRetentionOverdue": []}) + _expect(250, {"AuditRetentionOverdue": []})
+    late += _expect(251, {"AuditRetentionOverdue": [overdue]})
+    tests = [
+        {"interval": "1m", "input_series": _scraped(stopped, 255), "alert_rule_test": late},
+        {
+            "interval": "1m",
+            "input_series": _scraped(running, 255),
+            "alert_rule_test": _expect(251, {"AuditRetentionOverdue": []}),
+        },
+    ]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- Producers that stop: each publishes its run time and the age past which it is overdue ------------------------
+def _rotation_file(directory: Path, promoted_at: int, completed: bool) -> str:
+    """The textfile secret_rotate leaves for db_app: the store's promotion time, the run's status, the max age."""
+    from types import SimpleNamespace
+
+    from ansible_collections.locksmith.ops.plugins.module_utils import _rotation
+
+    state = SimpleNamespace(promoted_at=promoted_at, current=None)
+    families = _rotation.metric_families("db_app", state, completed, 1800)
+    _metrics.write_textfile(str(directory), "secret", "db_app", families)
+    return (directory / _metrics.textfile_name("secret", "db_app")).read_text()
+
+
+def test_a_rotation_job_that_stops_is_overdue_with_the_node_jobs_labels(tmp_path):
+    """The rotation job promotes at 1 min, then stops writing (timer off, host rebuilt): the file keeps the promotion
+    time, so SecretRotationOverdue fires past the 30 min max age plus its 15 min, and keeps `host` and `job` (routing
+    and the HostDown inhibition read them). Before, the plain `on (instance, secret)` dropped both. A job that runs
+    and fails keeps the promotion time too: SecretRotationFailed at once, then overdue as well."""
+    rotated = _rotation_file(tmp_path, 60, True)
+    failed = _rotation_file(tmp_path, 60, False)
+    path = RULES_DIR / "security.rules.yml"
+    overdue = {"secret": "db_app", "severity": "warning"}
+    quiet = {"SecretRotationOverdue": [], "SecretRotationFailed": []}
+    # 1800 s max age after the promotion at 60 s: over it from the evaluation after 1860 s, firing 15 min later.
+    stopped = _expect(40, quiet) + _expect(46, quiet) + _expect(47, dict(quiet, SecretRotationOverdue=[overdue]))
+    failing = _expect(11, dict(quiet, SecretRotationFailed=[{"secret": "db_app", "severity": "critical"}]))
+    failing += _expect(
+        47,
+        dict(SecretRotationOverdue=[overdue], SecretRotationFailed=[{"secret": "db_app", "severity": "critical"}]),
+    )
+    tests = [
+        {"interval": "1m", "input_series": _scraped([(1, rotated)], 50), "alert_rule_test": stopped},
+        {"interval": "1m", "input_series": _scraped([(1, rotated), (10, failed)], 50), "alert_rule_test": failing},
+    ]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _tls_results(statuses: dict) -> list:
+    """tls_check results as the module passes them to its metrics writer: {endpoint: status}."""
+    return [
+        {"name": name, "status": status, "certificate": {"not_after_timestamp": 4_000_000_000}}
+        for name, status in statuses.items()
+    ]
+
+
+@pytest.mark.skipif(NODE_EXPORTER is None, reason="Debian prometheus-node-exporter is not installed")
+def test_two_tls_audits_on_one_host_publish_both_run_times(tmp_path):
+    """Two tls_check runs with different `metrics_subject`s (two endpoint lists, both checking web:443) write two
+    files on one host. Debian's node_exporter 1.5 serves a series that a second file repeats with the same labels
+    from the first file only (by name), logs an error and sets no node_textfile_scrape_error: before, the
+    unlabelled run time of the second audit, and its web:443 status, never reached Prometheus, so that audit could
+    stop, or report critical, unseen. Each file's series carry its subject."""
+    from ansible_collections.locksmith.ops.plugins.module_utils import _tls
+
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    _tls.write_metrics(str(textfiles), "audit", _tls_results({"web:443": "ok"}), 1000, False, 259200)
+    _tls.write_metrics(
+        str(textfiles), "internal", _tls_results({"web:443": "critical", "db:5432": "ok"}), 2000, False, 259200
+    )
+    samples = _node_exporter_scrape(textfiles, tmp_path)
+    assert samples[("node_textfile_scrape_error", ())] == 0
+    runs = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "locksmith_tls_last_check_timestamp_seconds"
+    }
+    assert runs == {(("subject", "audit"),): 1000, (("subject", "internal"),): 2000}
+    status = {labels: value for (name, labels), value in samples.items() if name == "locksmith_tls_status"}
+    assert status == {
+        (("endpoint", "web:443"), ("subject", "audit")): 0,
+        (("endpoint", "db:5432"), ("subject", "internal")): 0,
+        (("endpoint", "web:443"), ("subject", "internal")): 2,
+    }
+
+
+def _tls_file(directory: Path, subject: str, now: int, max_age: int) -> str:
+    """The textfile tls_check leaves after a run of the audit `subject` ending at `now`."""
+    from ansible_collections.locksmith.ops.plugins.module_utils import _tls
+
+    _tls.write_metrics(str(directory), subject, _tls_results({"web:443": "warning"}), now, False, max_age)
+    return (directory / _metrics.textfile_name("tls", subject)).read_text()
+
+
+def test_a_tls_audit_that_stops_is_overdue_and_one_that_runs_is_not(tmp_path):
+    """Two audits on one host run every 10 minutes (max age 25 min: twice the schedule plus 5 min); `internal` stops
+    after its run at 10 min. Before, nothing fired: TlsCheckWarning kept reading its last status for ever. Now
+    TlsCheckOverdue fires for `internal` alone once its run is older than the max age, plus its hour, with the node
+    job's labels; the last status still stands (TlsCheckWarning for both)."""
+    max_age = 25 * 60
+    snapshots, internal = [], ""
+    for minute in range(0, 181, 10):
+        if minute <= 10:
+            internal = _tls_file(tmp_path, "internal", minute * 60, max_age)
+        # The two files as node_exporter serves them together (they share no series); internal's stays as last written.
+        snapshots.append((minute, _tls_file(tmp_path, "audit", minute * 60, max_age) + internal))
+    path = RULES_DIR / "security.rules.yml"
+    overdue = {"subject": "internal", "severity": "warning"}
+    warning = [{"endpoint": "web:443", "subject": s, "severity": "warning"} for s in ("audit", "internal")]
+    quiet = {"TlsCheckOverdue": [], "TlsCheckWarning": warning}
+    # internal's newest run ended at 10 min: over 25 min from the evaluation after 35 min, firing an hour later.
+    checks = _expect(30, quiet) + _expect(95, quiet) + _expect(96, dict(quiet, TlsCheckOverdue=[overdue]))
+    checks += _expect(180, dict(quiet, TlsCheckOverdue=[overdue]))
+    tests = [{"interval": "1m", "input_series": _scraped(snapshots, 180), "alert_rule_test": checks}]
+    result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ban_metrics_that_stop_are_overdue_while_the_ban_alerts_go_quiet(tmp_path):
+    """locksmith-ids-metrics writes every minute; fail2ban stops answering at 6 min (the script exits 1 and leaves
+    the file as it was, as a stopped timer does). The counters freeze, so IntrusionBans and FailedLoginSpike read no
+    increase; before, nothing else fired. IntrusionMetricsOverdue fires once the newest write (5 min) is older than
+    the 10 min max age plus its 5 minutes, with the node job's labels."""
+    script_path = (
+        Path(__file__).resolve().parents[2] / "roles" / "intrusion_detection" / "files" / "locksmith-ids-metrics"
+    )
+    loader = importlib.machinery.SourceFileLoader("locksmith_ids_metrics", str(script_path))
+    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(script)
+    snapshots = []
+    for minute in range(6):
+        counts = {"sshd": {"Currently banned": 1, "Total banned": minute, "Total failed": 30 * minute}}
+        snapshots.append((minute, script.render(counts, minute * 60, 600)))
+    path = RULES_DIR / "security.rules.yml"
+    quiet = {"IntrusionMetricsOverdue": [], "IntrusionBans": [], "FailedLoginSpike": []}
+    sshd = {"jail": "sshd", "severity": "warning"}
+    checks = _expect(5, dict(quiet, IntrusionBans=[sshd], FailedLoginSpike=[sshd]))
+    # Written last at 300 s: over 600 s from the evaluation after 900 s, firing 5 minutes later (20 min 10 s).
+    checks += _expect(20, quiet) + _expect(21, dict(quiet, IntrusionMetricsOverdue=[{"severity": "warning"}]))
+    checks += _expect(60, dict(quiet, IntrusionMetricsOverdue=[{"severity": "warning"}]))
+    tests = [{"interval": "1m", "input_series": _scraped(snapshots, 60), "alert_rule_test": checks}]
     result = _promtool_test(tmp_path, [path], tests, evaluation_interval=f"{STEP}s")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import time
 import uuid
 from pathlib import Path
+
+from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 
 
 def _play(cluster, database, auditor, **overrides):
@@ -92,3 +97,113 @@ def test_role_applies_triggers_and_grants_once(pg_cluster, pg_database, ansible)
             'REASSIGN OWNED BY "%s" TO postgres; DROP OWNED BY "%s"' % (auditor, auditor), dbname=pg_database
         )
         pg_cluster.query('DROP ROLE "%s"' % auditor)
+
+
+# ---- the retention metrics: the role's run and each run of the retention service ------------------------------------
+ROLE_DIR = Path(__file__).resolve().parents[2] / "roles" / "audit"
+
+
+def _recorded_run(cluster, database):
+    rows = cluster.query("SELECT floor(extract(epoch FROM ran_at))::bigint FROM audit.retention_run", dbname=database)
+    return rows[0][0]
+
+
+def _published(path, database):
+    return {
+        name: value
+        for (name, labels), value in _metrics.parse(path.read_text()).items()
+        if labels == (("database", database),)
+    }
+
+
+def _unit_lines(text, key):
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(key + "=")]
+
+
+def _run_retention_service(unit_text, user):
+    """What systemd does for the Type=oneshot unit: ExecStart as User=, then ExecStartPost (its '+': as root) only
+    when ExecStart succeeded. Returns ExecStart's result."""
+    (start,) = _unit_lines(unit_text, "ExecStart")
+    started = subprocess.run(
+        ["runuser", "-u", user, "--", *shlex.split(start)], capture_output=True, text=True, check=False
+    )
+    if started.returncode == 0:
+        for post in _unit_lines(unit_text, "ExecStartPost"):
+            assert post.startswith("+"), post
+            posted = subprocess.run(shlex.split(post[1:]), capture_output=True, text=True, check=False)
+            assert posted.returncode == 0, posted.stderr
+    return started
+
+
+def test_role_publishes_the_recorded_retention_run_and_the_service_refreshes_it_after_each_completed_run(
+    pg_cluster, pg_database, ansible, tmp_path
+):
+    """The published run time was the Ansible run's, and the timer's runs wrote nothing: a retention that stopped or
+    failed looked fresh after every converge and stale or fresh by nothing it did. Now the role and each retention
+    service run publish what maintain() recorded, and a failed run publishes nothing."""
+    pg_cluster.query(
+        "CREATE TABLE users (id int PRIMARY KEY, name text, password_hash text);"
+        "CREATE TABLE notes (id int PRIMARY KEY, body text)",
+        dbname=pg_database,
+    )
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    overrides = {
+        "audit_metrics_dir": str(metrics),
+        "audit_metrics_script_file": str(tmp_path / "locksmith-audit-metrics"),
+        "audit_psql_executable": str(pg_cluster.bin_dir / "psql"),
+        "audit_retention_max_age_seconds": 7200,
+    }
+    prom = metrics / _metrics.textfile_name("audit", pg_database)
+    first = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides))
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    ran = _recorded_run(pg_cluster, pg_database)
+    assert abs(ran - time.time()) < 120
+    published = _published(prom, pg_database)
+    assert published["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+    assert published["locksmith_audit_retention_max_age_seconds"] == 7200
+    assert published["locksmith_audit_log_bytes"] > 0
+    assert [path.name for path in metrics.iterdir()] == [prom.name]  # one file per database, nothing left over
+    again = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides))
+    assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
+    check = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides), check=True)
+    assert check.rc == 0 and check.changed() == 0, check.stdout[-3000:]
+
+    # The retention service as the role renders it for this database.
+    unit = tmp_path / "retention.service"
+    ansible.render_role_vars(
+        "audit",
+        {unit: "{{ lookup('ansible.builtin.template', '%s') }}" % (ROLE_DIR / "templates" / "retention.service.j2")},
+        {
+            **_play(pg_cluster, pg_database, "", **overrides)[0]["roles"][0]["vars"],
+            "item": {"database": pg_database},
+        },
+        tmp_path,
+    )
+    text = unit.read_text()
+    assert _unit_lines(text, "User") == ["postgres"]
+
+    # A completed run of the service publishes its own, recorded, time.
+    pg_cluster.query("UPDATE audit.retention_run SET ran_at = ran_at - interval '3 days'", dbname=pg_database)
+    aged = _recorded_run(pg_cluster, pg_database)
+    started = _run_retention_service(text, "postgres")
+    assert started.returncode == 0, started.stderr
+    ran = _recorded_run(pg_cluster, pg_database)
+    assert ran > aged + 2 * 86400
+    assert _published(prom, pg_database)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+
+    # A failing run (a view keeps maintain() from dropping a partition past the retention) publishes nothing; even
+    # the writer run by hand publishes the old run, the one maintain() recorded.
+    pg_cluster.query("UPDATE audit.retention_run SET ran_at = ran_at - interval '3 days'", dbname=pg_database)
+    aged = _recorded_run(pg_cluster, pg_database)
+    pg_cluster.query(
+        "SELECT audit.create_partition('2020-01-01'); CREATE VIEW keeps_2020 AS SELECT * FROM audit.log_p202001",
+        dbname=pg_database,
+    )
+    failed = _run_retention_service(text, "postgres")
+    assert failed.returncode != 0 and "depend" in failed.stderr, failed.stderr
+    assert _published(prom, pg_database)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+    (post,) = _unit_lines(text, "ExecStartPost")
+    subprocess.run(shlex.split(post[1:]), check=True)
+    assert _recorded_run(pg_cluster, pg_database) == aged
+    assert _published(prom, pg_database)["locksmith_audit_retention_last_run_timestamp_seconds"] == aged

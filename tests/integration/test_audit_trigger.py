@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import time
 import uuid
 
 import psycopg2
 import pytest
 from psycopg2 import errors, sql
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 from ansible_collections.locksmith.ops.plugins.module_utils._audit_schema import LATEST_VERSION, MIGRATIONS, WRITER_ROLE
 from tests.harness.ansible import run_module_inprocess
 
@@ -108,7 +110,9 @@ def test_sequence_through_ansible_playbook(pg_cluster, shop, ansible):
     real = ansible.run_task(task, args)
     assert real["changed"] is True and real["actions"] == first["actions"]
     again = ansible.run_task(task, args)
-    assert again["changed"] is False and again["executed_queries"] == []
+    # Only the retention, which every run applies (and which records its run): no action, no change.
+    assert again["changed"] is False and again["actions"] == []
+    assert again["executed_queries"] == ['SELECT * FROM "audit".maintain(90, 2)']
     check = ansible.run_task(task, args, check=True, diff=True)
     assert check["changed"] is False
     assert check["diff"]["before"] == check["diff"]["after"]
@@ -516,7 +520,7 @@ def test_upgrade_from_version_1_is_one_idempotent_migration(pg_cluster, shop):
     assert q(pg_cluster, db, "SELECT max(version) FROM audit.schema_version") == [(LATEST_VERSION,)]
     assert q(pg_cluster, db, checks) == [(0,)]
     again = run(pg_cluster, db, **args)
-    assert again["changed"] is False and again["executed_queries"] == []
+    assert again["changed"] is False and again["executed_queries"] == ['SELECT * FROM "audit".maintain(90, 1)']
 
     # The triggers made by version 1 were kept (same arguments) and now run the new function.
     q(pg_cluster, db, "UPDATE users SET name = 'anna'; DELETE FROM users")
@@ -611,7 +615,7 @@ def test_upgrade_from_version_4_takes_the_when_clause_off_excluded_column_trigge
     args = {"tables": ["users"], "operations": ["update"], "exclude_columns": ["password_hash"], "partitions_ahead": 1}
     upgraded = run(pg_cluster, db, **args)
     assert upgraded["actions"] == [
-        "migrate audit schema audit to version 5 (%s)" % MIGRATIONS[4][1],
+        *("migrate audit schema audit to version %d (%s)" % (v, d) for v, d, _sql in MIGRATIONS[4:]),
         "replace trigger locksmith_audit_update on public.users",
     ], upgraded
     assert run(pg_cluster, db, **args)["changed"] is False
@@ -619,3 +623,80 @@ def test_upgrade_from_version_4_takes_the_when_clause_off_excluded_column_trigge
     q(pg_cluster, db, "UPDATE users SET password_hash = 'h2'; UPDATE users SET name = 'anna'")
     rows = log_rows(pg_cluster, db)
     assert [(r[0], r[5], r[6]) for r in rows] == [("UPDATE", {"id": 1, "name": "ann"}, {"id": 1, "name": "anna"})]
+
+
+# ---- the retention run the metrics publish --------------------------------------------------------------------------
+def _recorded_run(cluster, database):
+    """The newest completed maintain() as the audit schema recorded it (Unix seconds)."""
+    return q(cluster, database, "SELECT floor(extract(epoch FROM ran_at))::bigint FROM audit.retention_run")[0][0]
+
+
+def _age_the_record(cluster, database, days=3):
+    """Move the recorded run back, so that a run which records itself shows as a jump of days."""
+    q(cluster, database, "UPDATE audit.retention_run SET ran_at = ran_at - make_interval(days => %s)", (days,))
+    return _recorded_run(cluster, database)
+
+
+def _published(path, database):
+    return {
+        name: value
+        for (name, labels), value in _metrics.parse(path.read_text()).items()
+        if labels == (("database", database),)
+    }
+
+
+def test_the_published_retention_run_is_the_recorded_one_and_a_failed_run_records_nothing(pg_cluster, shop, tmp_path):
+    """The metric said when Ansible ran: a retention that stopped or failed looked fresh after every run. Now every
+    completed maintain() (the module's, the timer's, pg_cron's) records its end in the audit schema, a failing one
+    rolls back with its record, and the module publishes the record."""
+    db = shop["db"]
+    args = {"tables": ["users"], "metrics_dir": str(tmp_path), "retention_max_age_seconds": 176400}
+    prom = tmp_path / _metrics.textfile_name("audit", db)
+    first = run(pg_cluster, db, **args)
+    assert first["changed"] is True and first["metrics_file"] == str(prom)
+    ran = _recorded_run(pg_cluster, db)
+    assert abs(ran - time.time()) < 60
+    published = _published(prom, db)
+    assert published["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+    assert published["locksmith_audit_retention_max_age_seconds"] == 176400
+    assert published["locksmith_audit_log_bytes"] == info(pg_cluster, db)["log_size_bytes"] > 0
+
+    # A run of maintain() from elsewhere (the timer's psql, pg_cron) records itself.
+    old = _age_the_record(pg_cluster, db)
+    q(pg_cluster, db, "SELECT * FROM audit.maintain(90, 2)")
+    assert _recorded_run(pg_cluster, db) >= old + 3 * 86400 - 5
+
+    # A failing one records nothing: a view on a partition past the retention keeps maintain() from dropping it.
+    stale = _age_the_record(pg_cluster, db)
+    q(
+        pg_cluster,
+        db,
+        "SELECT audit.create_partition('2020-01-01'); CREATE VIEW keeps_2020 AS SELECT * FROM audit.log_p202001",
+    )
+    with pytest.raises(psycopg2.Error, match="depend"):
+        q(pg_cluster, db, "SELECT * FROM audit.maintain(90, 2)")
+    assert _recorded_run(pg_cluster, db) == stale
+    # Nor does the module's failing run publish a fresh time: the file keeps the run it last published.
+    failed = run(pg_cluster, db, **args)
+    assert failed["failed"] is True and "run audit.maintain() failed" in failed["msg"], failed
+    assert _recorded_run(pg_cluster, db) == stale
+    assert _published(prom, db)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+
+    # Fixed, the module's run drops the partition and publishes its own, recorded, run.
+    q(pg_cluster, db, "DROP VIEW keeps_2020")
+    fixed = run(pg_cluster, db, **args)
+    assert fixed["changed"] is True and "drop partition audit.log_p202001 (retention_days=90)" in fixed["actions"]
+    ran = _recorded_run(pg_cluster, db)
+    assert abs(ran - time.time()) < 60
+    assert _published(prom, db)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+
+    # With nothing to create or drop, a run still applies the retention and records it, and reports no change.
+    old = _age_the_record(pg_cluster, db)
+    predicted = run(pg_cluster, db, check=True, **args)
+    assert predicted["changed"] is False and predicted["actions"] == []
+    assert _recorded_run(pg_cluster, db) == old
+    again = run(pg_cluster, db, **args)
+    assert again["changed"] is False and again["actions"] == [], again
+    assert again["executed_queries"] == predicted["executed_queries"] == ['SELECT * FROM "audit".maintain(90, 2)']
+    assert _recorded_run(pg_cluster, db) >= old + 3 * 86400 - 5
+    assert _published(prom, db)["locksmith_audit_retention_last_run_timestamp_seconds"] == _recorded_run(pg_cluster, db)

@@ -223,6 +223,7 @@ def site(tmp_path, pg_cluster, scram_roles, openbao, moto, s3_bucket, cert_facto
         "audit_login_unix_socket": str(pg_cluster.socket_dir),
         "audit_login_port": pg_cluster.port,
         "audit_metrics_dir": str(dirs["metrics"]),
+        "audit_metrics_script_file": str(dirs["backup"] / "locksmith-audit-metrics"),
         # Everything the backup step writes goes under the test's tmp dir; apt installs nothing.
         "backup_install_enabled": False,
         "backup_databases": [database],

@@ -542,11 +542,13 @@ def test_sequence_through_ansible_playbook_with_metrics(ansible, cert_factory, p
     assert [e["status"] for e in last_check["endpoints"]] == ["ok", "warning"]
 
     samples = _metrics.parse(prom.read_text())
-    assert samples[("locksmith_tls_status", (("endpoint", "valid"),))] == 0
-    assert samples[("locksmith_tls_status", (("endpoint", "days10"),))] == 1
-    expiry = samples[("locksmith_tls_cert_not_after_timestamp_seconds", (("endpoint", "valid"),))]
+    web = ("subject", "web")  # every series carries metrics_subject (two audits on a host never repeat one)
+    assert samples[("locksmith_tls_status", (("endpoint", "valid"), web))] == 0
+    assert samples[("locksmith_tls_status", (("endpoint", "days10"), web))] == 1
+    expiry = samples[("locksmith_tls_cert_not_after_timestamp_seconds", (("endpoint", "valid"), web))]
     assert abs(expiry - _s_client_not_after(peers["valid"].port)) < 1
-    assert samples[("locksmith_tls_last_check_timestamp_seconds", ())] > 0
+    assert samples[("locksmith_tls_last_check_timestamp_seconds", (web,))] > 0
+    assert samples[("locksmith_tls_max_age_seconds", (web,))] == 3 * 86400
     assert oct(prom.stat().st_mode & 0o777) == "0o644"
 
 
@@ -598,7 +600,8 @@ def test_tls_audit_playbook_posts_findings_and_writes_metrics(cert_factory, peer
     assert "certificate expired on" in payload["attachments"][1]["text"]
     assert payload["attachments"][1]["fields"][0]["value"] == "cert_expired"
     samples = _metrics.parse((tmp_path / "locksmith_tls_audit.prom").read_text())
-    assert samples[("locksmith_tls_status", (("endpoint", "expired"),))] == 2
+    assert samples[("locksmith_tls_status", (("endpoint", "expired"), ("subject", "audit")))] == 2
+    assert samples[("locksmith_tls_max_age_seconds", (("subject", "audit"),))] == 259200
 
     clean = run_playbook(
         REPO / "playbooks" / "tls_audit.yml",

@@ -11,6 +11,8 @@ APP, AUDITOR = "shop_app", "auditor"
 PASSWORD = "molecule-only-4udit-pw"  # noqa: S105 - the throwaway container's test password (prepare.yml)
 TIMER = f"locksmith-audit-retention-{DATABASE}.timer"
 SERVICE = f"locksmith-audit-retention-{DATABASE}.service"
+PROM = f"/var/lib/prometheus/node-exporter/locksmith_audit_{DATABASE}.prom"
+RAN = "SELECT floor(extract(epoch FROM ran_at))::bigint FROM audit.retention_run"
 
 
 def psql(host, sql, role=None):
@@ -107,6 +109,58 @@ def test_auditor_reads_the_log_and_cannot_change_it(host):
         assert denied.rc != 0 and "permission denied" in denied.stderr, (statement, denied.stderr)
 
 
+def published(host):
+    """{metric name: value} of the database in the textfile the role and the retention service write."""
+    out = {}
+    for line in host.file(PROM).content_string.splitlines():
+        if line and not line.startswith("#"):
+            series, number = line.rsplit(" ", 1)
+            assert series.endswith(f'{{database="{DATABASE}"}}'), line
+            out[series.split("{")[0]] = int(number)
+    return out
+
+
+def start_service(host):
+    """systemctl start of the retention service; True when it completed (ExecStart and ExecStartPost)."""
+    host.run("systemctl reset-failed %s", SERVICE)
+    host.run("systemctl start %s", SERVICE)
+    return _show(host, SERVICE, "Result")["Result"] == "success"
+
+
+def test_the_converge_published_the_recorded_retention_run_and_its_max_age(host):
+    prom = host.file(PROM)
+    assert prom.exists and prom.user == "root" and prom.mode == 0o644
+    metrics = published(host)
+    assert metrics["locksmith_audit_retention_last_run_timestamp_seconds"] == int(value(host, RAN))
+    assert metrics["locksmith_audit_retention_max_age_seconds"] == 176400
+    assert metrics["locksmith_audit_log_bytes"] > 0
+
+
+def test_a_failing_retention_run_publishes_nothing_and_the_next_completed_one_does(host):
+    # Recorded three days ago; a view on a partition past the retention keeps maintain() from dropping it.
+    value(
+        host,
+        "UPDATE audit.retention_run SET ran_at = now() - interval '3 days'; "
+        "SELECT audit.create_partition('2019-01-01'); "
+        "CREATE OR REPLACE VIEW public.keeps_2019 AS SELECT * FROM audit.log_p201901",
+    )
+    aged = int(value(host, RAN))
+    published_before = published(host)["locksmith_audit_retention_last_run_timestamp_seconds"]
+    try:
+        assert start_service(host) is False, "maintain() should fail on the view"
+        journal = host.run("journalctl -u %s --no-pager -n 30", SERVICE).stdout
+        assert "depend" in journal, journal
+        assert int(value(host, RAN)) == aged
+        assert published(host)["locksmith_audit_retention_last_run_timestamp_seconds"] == published_before
+    finally:
+        value(host, "DROP VIEW IF EXISTS public.keeps_2019")
+    started = int(time.time())
+    assert start_service(host) is True
+    ran = int(value(host, RAN))
+    assert ran >= started - 5
+    assert published(host)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+
+
 def test_retention_timer_is_active_and_starts_the_retention_service(host):
     timer = _show(host, TIMER, "UnitFileState", "ActiveState", "TimersCalendar", "Unit", "Persistent")
     assert timer["UnitFileState"] == "enabled" and timer["ActiveState"] == "active"
@@ -143,3 +197,7 @@ def test_retention_service_drops_a_planted_old_partition_and_logs_it(host):
     assert int(value(host, "SELECT count(*) FROM audit.log WHERE operation = 'RETENTION'")) == before + 1
     entry = json.loads(entries[0])
     assert "log_p202001" in entry["dropped_partitions"] and entry["retention_days"] == 90
+    # The completed run published its own recorded end, after it.
+    ran = int(value(host, RAN))
+    assert published(host)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
+    assert value(host, "SELECT 'log_p202001' = ANY(dropped_partitions) FROM audit.retention_run") == "t"

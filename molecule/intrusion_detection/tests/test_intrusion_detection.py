@@ -287,6 +287,9 @@ def test_metrics_file_has_the_ban_counts(host, web_run):
     metrics = host.file(METRICS_FILE)
     assert (metrics.user, metrics.mode) == ("root", 0o644)
     samples = parse_metrics(metrics.content_string)
+    # The run time and its target, so IntrusionMetricsOverdue fires when the writes stop.
+    assert abs(samples["locksmith_ids_last_run_timestamp_seconds"] - time.time()) < 120
+    assert samples["locksmith_ids_max_age_seconds"] == 600
     for jail in jails(host):
         status = host.check_output(f"fail2ban-client status {jail}")
         now = int(re.search(r"Currently banned:\s*(\d+)", status).group(1))

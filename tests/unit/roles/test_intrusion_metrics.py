@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,10 @@ def test_render_equals_the_collection_writer(script):
         for jail, fields in counts.items():
             family.add(fields[field], jail=jail)
         families.append(family)
-    assert script.render(counts) == _metrics.render(families)
-    parsed = _metrics.parse(script.render(counts))
+    families.append(_metrics.Family(*script.RUN_FAMILIES[0][::2]).add(1795000000))
+    families.append(_metrics.Family(*script.RUN_FAMILIES[1][::2]).add(600))
+    assert script.render(counts, 1795000000, 600) == _metrics.render(families)
+    parsed = _metrics.parse(script.render(counts, 1795000000, 600))
     assert parsed[("locksmith_ids_failures_total", (("jail", 'odd"jail\\'),))] == 1.0
 
 
@@ -104,13 +107,15 @@ def test_names_are_in_the_metrics_contract(script):
     for family in script.FAMILIES:
         name = family[0]
         assert f"| {name} | jail |" in contract
+    for name, _type, _help in script.RUN_FAMILIES:
+        assert f"| {name} | |" in contract
 
 
 def test_run_writes_the_file_atomically(tmp_path, fake_client):
     out = tmp_path / "textfile"
     out.mkdir()
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dir", str(out), "--client", str(fake_client)],
+        [sys.executable, str(SCRIPT), "--dir", str(out), "--client", str(fake_client), "--max-age", "900"],
         capture_output=True,
         text=True,
         check=False,
@@ -124,6 +129,9 @@ def test_run_writes_the_file_atomically(tmp_path, fake_client):
     assert samples[("locksmith_ids_bans_total", (("jail", "sshd"),))] == 3
     assert samples[("locksmith_ids_failures_total", (("jail", "sshd"),))] == 17
     assert samples[("locksmith_ids_bans_total", (("jail", "locksmith-nginx-sqli"),))] == 23
+    # The run time and the max age: IntrusionMetricsOverdue fires when the writes stop.
+    assert abs(samples[("locksmith_ids_last_run_timestamp_seconds", ())] - time.time()) < 60
+    assert samples[("locksmith_ids_max_age_seconds", ())] == 900
 
 
 def test_fail2ban_down_keeps_the_previous_file(tmp_path):
@@ -155,3 +163,16 @@ def test_missing_directory_is_named(tmp_path, fake_client):
     )
     assert run.returncode == 2
     assert f"directory '{tmp_path / 'nope'}' does not exist" in run.stderr
+
+
+@pytest.mark.parametrize("max_age", ["0", "-5"])
+def test_a_max_age_that_is_not_positive_is_refused(tmp_path, fake_client, max_age):
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dir", str(tmp_path), "--client", str(fake_client), "--max-age", max_age],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert f"--max-age {max_age} must be a number of seconds above 0" in run.stderr
+    assert "locksmith_ids.prom" not in os.listdir(tmp_path)

@@ -72,6 +72,9 @@ def test_cross_field_rules():
         _audit.validate_options(params(retention_days=10**12))
     with pytest.raises(_audit.AuditError, match="partitions_ahead 2000 must be between 0 and 60"):
         _audit.validate_options(params(partitions_ahead=2000))
+    with pytest.raises(_audit.AuditError, match="retention_max_age_seconds 0 must be above 0"):
+        _audit.validate_options(params(retention_max_age_seconds=0))
+    _audit.validate_options(params(retention_max_age_seconds=176400))
     with pytest.raises(_audit.AuditError, match="the log cannot audit itself"):
         _audit.parse_tables(["audit.log"], "audit")
     _audit.validate_options(params(auditor_role="auditor", schema="public", tables=None))

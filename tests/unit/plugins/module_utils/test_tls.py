@@ -494,6 +494,27 @@ def test_metrics_values_changed_ignores_the_run_timestamp(tmp_path):
         _tls.write_metrics("/nonexistent", None, _results(), 1.0, check_mode=True)
 
 
+def test_every_series_of_a_subject_carries_it_with_the_max_age(tmp_path):
+    """Two audits in one directory must not repeat a series (node_exporter serves it from one file only)."""
+    _tls.write_metrics(str(tmp_path), "internal", _results(), 1000.0, check_mode=False, max_age_seconds=7200)
+    samples = _metrics.parse((tmp_path / "locksmith_tls_internal.prom").read_text())
+    assert samples[("locksmith_tls_last_check_timestamp_seconds", (("subject", "internal"),))] == 1000
+    assert samples[("locksmith_tls_max_age_seconds", (("subject", "internal"),))] == 7200
+    assert samples[("locksmith_tls_status", (("endpoint", "b"), ("subject", "internal")))] == 2
+    assert all(dict(labels).get("subject") == "internal" for _name, labels in samples)
+    _tls.write_metrics(str(tmp_path), None, _results(), 1000.0, check_mode=False)
+    plain = _metrics.parse((tmp_path / "locksmith_tls.prom").read_text())
+    assert plain[("locksmith_tls_max_age_seconds", ())] == _tls.METRICS_MAX_AGE_SECONDS == 3 * 86400
+
+
+@pytest.mark.parametrize("max_age", [0, -1])
+def test_a_max_age_that_is_not_positive_is_refused(max_age):
+    params = _params()
+    params["metrics_max_age_seconds"] = max_age
+    with pytest.raises(_tls.TlsCheckError, match=r"metrics_max_age_seconds is %d; set it to the age" % max_age):
+        _tls.validate(params)
+
+
 def _with_usage(eku=None, key_usage=None):
     extensions = []
     if eku is not None:
