@@ -157,6 +157,14 @@ BASES = {
         "login_password": secret("login_password"),
     },
     "secret_scan": lambda arena, _secret: {"paths": [str(fresh(arena))]},
+    "textfile_timestamp": lambda arena, _secret: {
+        "metrics_dir": str(fresh(arena) / "textfile"),
+        "name": "locksmith_hardening_last_run_timestamp_seconds",
+        "help": "Newest converge of a hardening role",
+        "labels": {"role": "os_hardening"},
+        "producer": "hardening",
+        "subject": "os_hardening",
+    },
     "tls_check": lambda arena, _secret: {
         "endpoints": [{"host": "127.0.0.1", "port": arena["port"]}],
         "timeout": 2,

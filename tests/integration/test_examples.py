@@ -810,6 +810,19 @@ def test_tls_check_examples(site, docs):
     check_returned_keys(docs, tasks, results)
 
 
+def test_textfile_timestamp_examples(site, docs):
+    ex = site.task("module", "textfile_timestamp", 0)
+    results = site.play([ex, ex], name="timestamp")
+    # The first run publishes a new series; the second only moves its value, which is no change.
+    assert [r["changed"] for r in results] == [True, False]
+    prom = site.fs / "var/lib/prometheus/node-exporter/locksmith_hardening_ssh_hardening.prom"
+    assert results[1]["metrics_file"] == str(prom)
+    assert f'locksmith_hardening_last_run_timestamp_seconds{{role="ssh_hardening"}} {results[1]["timestamp"]}' in (
+        prom.read_text()
+    )
+    check_returned_keys(docs, [ex, ex], results)
+
+
 def test_copy_and_template_examples(site, docs):
     ex = [site.task("module", "copy", i) for i in range(3)]
     tpl = site.task("module", "template", 0)
