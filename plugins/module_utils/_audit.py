@@ -331,8 +331,10 @@ def plan_audit(conn, params: dict) -> dict:
             if action == "drop" and name in after_schema["partitions"]:
                 after_schema["partitions"].remove(name)
         # Every run applies the retention, so maintain() runs (and records the run, schema version 6) even with
-        # nothing to create or drop; then it is no action and no change (changed_steps()).
-        steps.append(("run %s.maintain()" % params["audit_schema"] if parts else None, maintain))
+        # nothing to create or drop; then it is no action and no change (step_actions()), but still named when it
+        # fails: an unlabelled step would be reported as the step before it (a migration) or as None.
+        label = "run %s.maintain()" % params["audit_schema"]
+        steps.append((label if parts else _RecordOnly(label), maintain))
         after_schema["partitions"].sort()
         grant_steps, after_schema["grants"] = _grant_steps(params, schema_state["grants"])
         steps.extend(grant_steps)
@@ -451,9 +453,19 @@ def retention_families(database: str, status: dict, max_age_seconds) -> list:
     return families
 
 
+class _RecordOnly(str):
+    """The label of a step that is no action (the maintain() of a run with nothing to create or drop records the run
+    only): it names the step when it fails, and is left out of the actions."""
+
+
+def step_actions(steps: list) -> list:
+    """The labels of the steps that change something, as the module reports them in ``actions``."""
+    return [label for label, _statement in steps if label and not isinstance(label, _RecordOnly)]
+
+
 def changed_steps(steps: list) -> bool:
     """Whether a plan changes anything: a step with an action. The bare maintain() of every run records it only."""
-    return any(label for label, _statement in steps)
+    return bool(step_actions(steps))
 
 
 def apply_plan(conn, steps: list, check_mode: bool) -> list:

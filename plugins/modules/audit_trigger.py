@@ -331,7 +331,7 @@ def main():
             plan = _audit.plan_audit(conn, params)
         for warning in plan["warnings"]:
             module.warn(warning)
-        result["actions"] = [label for label, _stmt in plan["steps"] if label]
+        result["actions"] = _audit.step_actions(plan["steps"])
         result["changed"] = _audit.changed_steps(plan["steps"])
         if plan["steps"]:
             executed.extend(_audit.apply_plan(conn, plan["steps"], module.check_mode))

@@ -153,3 +153,56 @@ def test_migrations_are_numbered_and_only_format_the_schema():
             stripped = text.replace("{s}", "").replace("{s_lit}", "").replace("{{", "").replace("}}", "")
             assert "{" not in stripped and "}" not in stripped, text[:80]
             assert "search_path" not in text or "SET search_path = ''" in text
+
+
+# ---- the maintain() every run makes (schema version 6): no action, but a failure names it --------------------------
+class _FailingCursor:
+    """Executes every statement but maintain(), which fails as a server error would."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, statement):
+        # The call, not the migration that creates the function.
+        if str(statement).startswith("Composed([SQL('SELECT * FROM '), Identifier('audit'), SQL('.maintain(')"):
+            raise _audit.psycopg2.errors.InsufficientPrivilege("permission denied for table retention_run\n")
+
+
+class _FailingConn:
+    def __init__(self):
+        self.rolled_back = False
+
+    def cursor(self):
+        return _FailingCursor()
+
+    def rollback(self):
+        self.rolled_back = True
+
+    def commit(self):
+        raise AssertionError("a failed plan must not commit")
+
+
+@pytest.mark.parametrize("version", [LATEST_VERSION, LATEST_VERSION - 1])
+def test_a_failing_maintain_with_nothing_to_create_or_drop_is_named_in_the_error(monkeypatch, version):
+    """Every run calls maintain() (it records the run); with nothing to create or drop that step is no action. When it
+    fails, the message must still say that maintain() failed: not 'None failed', nor the migration before it."""
+    schema = {"version": version, "exists": True, "partitions": [{"name": "log_default"}], "grants": []}
+    monkeypatch.setattr(_audit, "read_schema", lambda conn, audit_schema: schema)
+    monkeypatch.setattr(_audit, "resolve_tables", lambda conn, params, parsed: [])
+    monkeypatch.setattr(_audit, "read_triggers", lambda conn, oids=None: {})
+    monkeypatch.setattr(_audit, "_partition_actions", lambda conn, params, state: [])
+    monkeypatch.setattr(_audit, "_detached", lambda conn, audit_schema, tables: [])
+    monkeypatch.setattr(_audit, "_grant_steps", lambda params, current: ([], []))
+    monkeypatch.setattr(_audit, "rendered", lambda conn, statement: str(statement))
+    plan = _audit.plan_audit(None, params())
+    migrations = ["migrate audit schema audit to version %d (%s)" % (v, d) for v, d, _sql in MIGRATIONS[version:]]
+    assert _audit.step_actions(plan["steps"]) == migrations
+    assert _audit.changed_steps(plan["steps"]) is (version < LATEST_VERSION)
+    conn = _FailingConn()
+    with pytest.raises(_audit.AuditError) as failure:
+        _audit.apply_plan(conn, plan["steps"], check_mode=False)
+    assert str(failure.value).startswith("run audit.maintain() failed: permission denied for table retention_run;")
+    assert conn.rolled_back
