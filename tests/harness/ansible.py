@@ -213,3 +213,38 @@ def run_module_inprocess(name: str, args: dict, *, check: bool = False, diff: bo
             pass
     text = out.getvalue()
     return json.loads(text[text.find("{") :])
+
+
+class _SpecCaptured(Exception):
+    """Raised by the AnsibleModule stand-in of module_spec() to stop main() once it has its spec."""
+
+
+def module_spec(name: str) -> dict | None:
+    """The keyword arguments plugins/modules/<name>.py main() gives AnsibleModule (argument_spec,
+    mutually_exclusive, required_if, ...): the spec a run really checks. None for an action-backed module."""
+    from unittest import mock
+
+    ensure_collection_path()
+    module = importlib.import_module(f"ansible_collections.locksmith.ops.plugins.modules.{name}")
+    if not hasattr(module, "main"):
+        return None
+    seen = {}
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        raise _SpecCaptured
+
+    with mock.patch.object(module, "AnsibleModule", capture), contextlib.suppress(_SpecCaptured):
+        module.main()
+    return seen
+
+
+def load_script(path: Path, name: str):
+    """A role's stand-alone Python program (no .py suffix, run by systemd on hosts) imported as a module."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module

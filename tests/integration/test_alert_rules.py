@@ -16,8 +16,6 @@ cannot read.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import shutil
 import subprocess
 import urllib.request
@@ -28,6 +26,7 @@ import yaml
 
 from ansible_collections.locksmith.ops.plugins.filter.slo_rules import slo_rules
 from ansible_collections.locksmith.ops.plugins.module_utils import _backup_flows, _metrics
+from tests.harness.ansible import load_script
 from tests.harness.process import ManagedProcess, free_port, wait_for_port
 
 ROLE_DIR = Path(__file__).resolve().parents[2] / "roles" / "monitoring_server"
@@ -810,10 +809,7 @@ AUDIT_WRITER = ROLE_DIR.parent / "audit" / "files" / "locksmith-audit-metrics"
 
 def _audit_file(recorded_run: int, log_bytes: int) -> str:
     """The textfile locksmith-audit-metrics writes (role audit) when maintain() last completed at `recorded_run`."""
-    loader = importlib.machinery.SourceFileLoader("locksmith_audit_metrics", str(AUDIT_WRITER))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    writer = importlib.util.module_from_spec(spec)
-    loader.exec_module(writer)
+    writer = load_script(AUDIT_WRITER, "locksmith_audit_metrics")
     return writer.render("app", recorded_run, log_bytes, AUDIT_MAX_AGE)
 
 
@@ -960,9 +956,7 @@ def test_ban_metrics_that_stop_are_overdue_while_the_ban_alerts_go_quiet(tmp_pat
     script_path = (
         Path(__file__).resolve().parents[2] / "roles" / "intrusion_detection" / "files" / "locksmith-ids-metrics"
     )
-    loader = importlib.machinery.SourceFileLoader("locksmith_ids_metrics", str(script_path))
-    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(script)
+    script = load_script(script_path, "locksmith_ids_metrics")
     snapshots = []
     for minute in range(6):
         counts = {"sshd": {"Currently banned": 1, "Total banned": minute, "Total failed": 30 * minute}}

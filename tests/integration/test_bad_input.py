@@ -28,11 +28,10 @@ import signal
 import socket
 import uuid
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from tests.harness.ansible import run_module_inprocess
+from tests.harness.ansible import module_spec, run_module_inprocess
 
 MODULES_DIR = Path(__file__).resolve().parents[2] / "plugins" / "modules"
 MARKER = "S3cr3t-marker-"
@@ -57,24 +56,6 @@ def time_limit(seconds):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-class _Captured(Exception):
-    pass
-
-
-def module_spec(name):
-    """The keyword arguments main() gives AnsibleModule: argument_spec, mutually_exclusive, required_if, ..."""
-    module = importlib.import_module(f"ansible_collections.locksmith.ops.plugins.modules.{name}")
-    seen = {}
-
-    def capture(**kwargs):
-        seen.update(kwargs)
-        raise _Captured
-
-    with mock.patch.object(module, "AnsibleModule", capture), contextlib.suppress(_Captured):
-        module.main()
-    return seen
 
 
 # ---- the places hostile values point at -----------------------------------------------------------------------

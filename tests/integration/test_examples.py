@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import json
 import os
 import pwd
@@ -29,7 +28,6 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from unittest import mock
 
 import jinja2
 import jinja2.nodes
@@ -39,7 +37,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.parsing.mod_args import ModuleArgsParser
 from ansible.parsing.plugin_docs import read_docstring
 
-from tests.harness.ansible import REPO, ansible_env, run_playbook
+from tests.harness.ansible import REPO, ansible_env, module_spec, run_playbook
 from tests.harness.postgres import PostgresCluster
 from tests.harness.tls import TLSPeer
 
@@ -129,26 +127,6 @@ def lookup_calls(text):
             except jinja2.nodes.Impossible:
                 keywords[keyword.key] = None
         yield call.args[0].value, keywords
-
-
-class _Captured(Exception):
-    pass
-
-
-def module_spec(name):
-    """The keyword arguments main() passes to AnsibleModule (argument_spec, required_if, ...); None for action-only."""
-    module = importlib.import_module(f"ansible_collections.locksmith.ops.plugins.modules.{name}")
-    if not hasattr(module, "main"):
-        return None
-    seen = {}
-
-    def capture(**kwargs):
-        seen.update(kwargs)
-        raise _Captured
-
-    with mock.patch.object(module, "AnsibleModule", capture), contextlib.suppress(_Captured):
-        module.main()
-    return seen
 
 
 def documented_spec(options, required=True):

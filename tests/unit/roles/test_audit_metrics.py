@@ -3,8 +3,6 @@ the atomic write, with a fake psql."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import stat
 import subprocess
@@ -14,16 +12,13 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _audit, _metrics
+from tests.harness.ansible import load_script as harness_load_script
 
 SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "audit" / "files" / "locksmith-audit-metrics"
 
 
 def load_script():
-    loader = importlib.machinery.SourceFileLoader("locksmith_audit_metrics", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return harness_load_script(SCRIPT, "locksmith_audit_metrics")
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ atomic write, with a fake fail2ban-client."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import stat
 import subprocess
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
+from tests.harness.ansible import load_script as harness_load_script
 
 SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "intrusion_detection" / "files" / "locksmith-ids-metrics"
 
@@ -45,11 +44,7 @@ SQLI = """Status for the jail: locksmith-nginx-sqli
 
 
 def load_script():
-    loader = importlib.machinery.SourceFileLoader("locksmith_ids_metrics", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return harness_load_script(SCRIPT, "locksmith_ids_metrics")
 
 
 @pytest.fixture(scope="module")
