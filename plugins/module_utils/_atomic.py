@@ -114,6 +114,15 @@ def write_atomic(final_path, content, mode=0o600):
     return out.hexdigest
 
 
+def read_text(path):
+    """The file's text, or None when it is missing or unreadable (a file written whole next time)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, ValueError):
+        return None
+
+
 def file_sha256(path, chunk_size=1024 * 1024):
     """sha256 of an existing file, or None when it does not exist."""
     digest = hashlib.sha256()

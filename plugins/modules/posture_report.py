@@ -175,7 +175,7 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _posture  # noqa: E402
-from ansible_collections.locksmith.ops.plugins.module_utils._atomic import write_atomic  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._atomic import read_text, write_atomic  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 
@@ -214,15 +214,6 @@ def previous_report(path):
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None
-
-
-def read_text(path):
-    """The file's text, or None when it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, ValueError):
-        return None
 
 
 def stamp(now):

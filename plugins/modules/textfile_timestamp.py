@@ -101,6 +101,7 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _metrics  # noqa: E402
+from ansible_collections.locksmith.ops.plugins.module_utils._atomic import read_text  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._errors import LocksmithError  # noqa: E402
 from ansible_collections.locksmith.ops.plugins.module_utils._paths import refuse_nul_in_paths  # noqa: E402
 
@@ -140,22 +141,11 @@ def series(params):
     return params["name"], tuple(sorted(labels.items())), params["help"].strip()
 
 
-def previous_text(path):
-    """The file's text, or None when it is missing or unreadable (then written whole)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def would_change(path, name, labels, help_text):
-    """Whether the file would differ in anything but the value: missing, another series, other help or format.
-
-    Rendered again with the value it holds, an unchanged file gives the same bytes; the value itself moves on every
-    run by design and is not a change.
+def would_change(text, name, labels, help_text):
+    """Whether the file's ``text`` (None: missing) differs in anything but the value: another series, other help
+    or format. Rendered again with the value it holds, an unchanged file gives the same bytes; the value itself
+    moves on every run by design and is not a change.
     """
-    text = previous_text(path)
     if text is None:
         return True
     try:
@@ -180,9 +170,10 @@ def main():
     directory = params["metrics_dir"]
     try:
         path = os.path.join(directory, _metrics.textfile_name(params["producer"], params["subject"]))
-        changed = would_change(path, name, labels, help_text)
+        before = read_text(path)
+        changed = would_change(before, name, labels, help_text)
         family = _metrics.Family(name, help_text).add(now, **dict(labels))
-        diff = {"before": previous_text(path) or "", "after": _metrics.render([family])} if changed else None
+        diff = {"before": before or "", "after": _metrics.render([family])} if changed else None
         if not module.check_mode:
             if not os.path.isdir(directory):
                 try:
