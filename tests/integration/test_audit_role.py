@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shlex
+import stat
 import subprocess
 import time
 import uuid
 from pathlib import Path
+
+import pytest
+import yaml
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 
@@ -37,8 +41,18 @@ def _play(cluster, database, auditor, **overrides):
     ]
 
 
-def test_role_applies_triggers_and_grants_once(pg_cluster, pg_database, ansible):
+def _metrics_in(cluster, tmp_path):
+    """The metrics (on by default) kept under tmp_path, not in this machine's /var/lib/prometheus/node-exporter."""
+    return {
+        "audit_metrics_dir": str(tmp_path / "textfile"),
+        "audit_metrics_script_file": str(tmp_path / "locksmith-audit-metrics"),
+        "audit_psql_executable": str(cluster.bin_dir / "psql"),
+    }
+
+
+def test_role_applies_triggers_and_grants_once(pg_cluster, pg_database, ansible, tmp_path):
     auditor = "auditor_%s" % uuid.uuid4().hex[:8]
+    metrics = _metrics_in(pg_cluster, tmp_path)
     pg_cluster.query('CREATE ROLE "%s"' % auditor)
     try:
         pg_cluster.query(
@@ -46,12 +60,12 @@ def test_role_applies_triggers_and_grants_once(pg_cluster, pg_database, ansible)
             "CREATE TABLE notes (id int PRIMARY KEY, body text)",
             dbname=pg_database,
         )
-        first = ansible.run_playbook(_play(pg_cluster, pg_database, auditor))
+        first = ansible.run_playbook(_play(pg_cluster, pg_database, auditor, **metrics))
         assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
         assert first.changed() >= 1
-        again = ansible.run_playbook(_play(pg_cluster, pg_database, auditor))
+        again = ansible.run_playbook(_play(pg_cluster, pg_database, auditor, **metrics))
         assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
-        check = ansible.run_playbook(_play(pg_cluster, pg_database, auditor), check=True)
+        check = ansible.run_playbook(_play(pg_cluster, pg_database, auditor, **metrics), check=True)
         assert check.rc == 0 and check.changed() == 0
         rows = pg_cluster.query(
             "SELECT c.relname, count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
@@ -85,6 +99,7 @@ def test_role_applies_triggers_and_grants_once(pg_cluster, pg_database, ansible)
                 pg_cluster,
                 pg_database,
                 auditor,
+                **metrics,
                 audit_retention_timer_enabled=True,
                 audit_retention_on_calendar="dialy",
             )
@@ -207,3 +222,71 @@ def test_role_publishes_the_recorded_retention_run_and_the_service_refreshes_it_
     subprocess.run(shlex.split(post[1:]), check=True)
     assert _recorded_run(pg_cluster, pg_database) == aged
     assert _published(prom, pg_database)["locksmith_audit_retention_last_run_timestamp_seconds"] == aged
+
+
+def _exec_start_post(ansible, tmp_path, overrides, database):
+    """ExecStartPost= of the retention service as the role renders it with these variables."""
+    unit = tmp_path / "rendered.service"
+    ansible.render_role_vars(
+        "audit",
+        {unit: "{{ lookup('ansible.builtin.template', '%s') }}" % (ROLE_DIR / "templates" / "retention.service.j2")},
+        {**overrides, "item": {"database": database}},
+        tmp_path,
+    )
+    return _unit_lines(unit.read_text(), "ExecStartPost")
+
+
+def test_metrics_are_published_by_default_into_a_directory_the_role_creates(pg_cluster, pg_database, ansible, tmp_path):
+    """audit_metrics_dir defaulted to "", which wrote no metrics: on a default install (and in the demo)
+    AuditRetentionOverdue had no series to read. Now the role publishes by default into Debian's textfile directory
+    and creates it (0755) when missing. Here the directory is moved under tmp_path, where it does not exist yet; the
+    molecule scenario keeps the real default."""
+    pg_cluster.query("CREATE TABLE users (id int PRIMARY KEY, name text, password_hash text)", dbname=pg_database)
+    overrides = {
+        **_metrics_in(pg_cluster, tmp_path),
+        "audit_databases": [{"database": pg_database, "tables": ["users"]}],
+    }
+    textfile = Path(overrides["audit_metrics_dir"])
+    prom = textfile / _metrics.textfile_name("audit", pg_database)
+
+    # --check on a host without the directory: predicted, nothing written, nothing failing.
+    check = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides), check=True)
+    assert check.rc == 0, check.stdout[-3000:] + check.stderr[-2000:]
+    assert not textfile.exists()
+
+    first = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides))
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert textfile.is_dir() and stat.S_IMODE(textfile.stat().st_mode) == 0o755
+    published = _published(prom, pg_database)
+    assert published["locksmith_audit_retention_last_run_timestamp_seconds"] == _recorded_run(pg_cluster, pg_database)
+    assert published["locksmith_audit_retention_max_age_seconds"] == 176400
+    (post,) = _exec_start_post(ansible, tmp_path, overrides, pg_database)
+    assert post.startswith("+%s " % overrides["audit_metrics_script_file"]) and " --dir %s " % textfile in post
+    again = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides))
+    assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
+    # Only the paths here differ from the defaults, which publish, into Debian's directory.
+    defaults = yaml.safe_load((ROLE_DIR / "defaults" / "main.yml").read_text())
+    assert (defaults.get("audit_metrics_enabled"), defaults["audit_metrics_dir"]) == (
+        True,
+        "/var/lib/prometheus/node-exporter",
+    )
+
+
+@pytest.mark.parametrize(
+    "off",
+    [{"audit_metrics_dir": ""}, {"audit_metrics_enabled": False}],
+    ids=["empty-dir-as-before", "metrics-enabled-false"],
+)
+def test_metrics_stay_off_with_an_empty_directory_or_the_switch(pg_cluster, pg_database, ansible, tmp_path, off):
+    """An inventory that set audit_metrics_dir: "" (the only way to say "no metrics" before) still gets none."""
+    pg_cluster.query("CREATE TABLE users (id int PRIMARY KEY, name text)", dbname=pg_database)
+    overrides = {
+        **_metrics_in(pg_cluster, tmp_path),
+        "audit_databases": [{"database": pg_database, "tables": ["users"]}],
+        **off,
+    }
+    run = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides))
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [], "no directory, no writer"
+    assert not (Path(_metrics.DEFAULT_TEXTFILE_DIR) / _metrics.textfile_name("audit", pg_database)).exists()
+    assert _exec_start_post(ansible, tmp_path, overrides, pg_database) == [""]

@@ -36,6 +36,8 @@ PGBR_USER = "Check backup_pgbackrest_user is a plain user name"
 PATHS = "Check every path variable is a plain absolute path"
 PGBR_OVERRIDES = "Check the setting names in backup_pgbackrest_config_overrides are plain names and the values one line"
 AUDIT_USER = "Check audit_login_user is a plain user name"
+METRICS_SECRETS = "Check secrets_metrics_dir is a plain absolute path"
+AUDITED = {"audit_databases": [{"database": "shop", "tables": ["users"]}]}  # the metrics paths count only then
 WORDS_MON = "Check the values printed into ARGS, grafana.ini and the apt source are single words"
 INI_MON = "Check monitoring_server_grafana_ini_overrides holds ini names and one-line values"
 TEXTFILE_AGENTS = "Check monitoring_agents_textfile_dir is a plain path"
@@ -189,6 +191,9 @@ REFUSED = [
         "backup_pgbackrest_config_overrides is",
     ),
     ("audit", AUDIT_USER, {"audit_login_user": "postgres" + UNIT_LINE}, "audit_login_user is"),
+    # The metrics are on by default: their directory is printed into each retention unit's ExecStartPost=+.
+    ("audit", PATHS, {"audit_metrics_dir": "/var/lib/x" + UNIT_LINE, **AUDITED}, "audit_metrics_dir is"),
+    ("secrets", METRICS_SECRETS, {"secrets_metrics_dir": "var/lib/prometheus/node-exporter"}, "secrets_metrics_dir is"),
     (
         "monitoring_server",
         WORDS_MON,
@@ -284,6 +289,8 @@ ACCEPTED = [
     ("backup", PGBR_OVERRIDES, {"backup_pgbackrest_config_overrides": {"process-max": 2}}),
     ("audit", AUDIT_USER, {}),
     ("audit", PATHS, {}),
+    ("audit", PATHS, AUDITED),
+    ("secrets", METRICS_SECRETS, {}),
     ("monitoring_server", WORDS_MON, {"monitoring_server_retention_time": "4w2d"}),
     ("monitoring_server", INI_MON, {"monitoring_server_grafana_ini_overrides": {"users": {"allow_sign_up": False}}}),
     ("monitoring_agents", TEXTFILE_AGENTS, {}),

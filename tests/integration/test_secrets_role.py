@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
 from tests.integration import test_secret_rotate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +56,8 @@ def site(scram_pg, openbao, tmp_path):
     site["env_file"].parent.mkdir()
     site["vars"] = {
         "ansible_become": False,
+        # The metrics are on by default: kept here (not created yet), not in this machine's textfile directory.
+        "secrets_metrics_dir": str(tmp_path / "textfile"),
         "secrets_backend": {"backend": "vault", "vault_url": openbao.url, "vault_token": openbao.root_token},
         "secrets_rotations": [
             {
@@ -132,14 +136,29 @@ def consumer_result(run):
 def test_rotation_env_file_handler_only_on_change_and_nothing_at_vvv(scram_pg, openbao, site, ansible):
     check = play(ansible, site, check=True)
     assert check.rc == 0, check.stdout[-3000:] + check.stderr[-2000:]
-    # Two tasks predicted changed: the rotations (both due) and the env file.
-    assert check.changed() == 2 and consumer_result(check)["changed"] is True
+    # Three tasks predicted changed: the textfile directory, the rotations (both due) and the env file.
+    assert check.changed() == 3 and consumer_result(check)["changed"] is True
     assert not site["env_file"].exists() and hook_runs(site) == 0
+    assert not Path(site["vars"]["secrets_metrics_dir"]).exists()  # --check on a host without it did not fail
     with pytest.raises(hvac.exceptions.InvalidPath):
         current(openbao, site["db_secret"])
 
+    started = time.time()
     first = play(ansible, site)
     assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    # Published without asking (only the directory is moved here), into the directory the run created.
+    textfile = Path(site["vars"]["secrets_metrics_dir"])
+    assert stat.S_IMODE(textfile.stat().st_mode) == 0o755
+    for secret in (site["db_secret"], site["hmac_secret"]):
+        published = {
+            name: value
+            for (name, labels), value in _metrics.parse(
+                (textfile / _metrics.textfile_name("secret", secret)).read_text()
+            ).items()
+            if labels == (("secret", secret),)
+        }
+        assert started <= published.pop("locksmith_secret_last_rotation_timestamp_seconds") <= time.time()
+        assert published == {"locksmith_secret_rotation_last_status": 1, "locksmith_secret_max_age_seconds": 2592000}
     rotated = first.result(ROLE + "Rotate each secret of secrets_rotations when due")["results"]
     assert [r["step"] for r in rotated] == ["promote", "promote"]
     db, key = current(openbao, site["db_secret"]), current(openbao, site["hmac_secret"])
@@ -306,3 +325,40 @@ def test_env_file_values_are_quoted_or_refused(openbao, site, ansible):
     bad = play(ansible, site, secrets_rotations=[quote], secrets_consumers=[consumer])
     assert bad.rc != 0 and f"The symbols of secrets_rotations[0] ({secret}) hold a single quote" in bad.stdout
     assert current(openbao, secret)["value"] == injected
+
+
+def rotation_results(run):
+    return run.result(ROLE + "Rotate each secret of secrets_rotations when due")["results"]
+
+
+def test_metrics_stay_off_as_before_and_an_entry_directory_wins(site, ansible):
+    """secrets_metrics_dir: "" was the only way to say "no metrics" before secrets_metrics_enabled: it still is; and
+    an entry's own metrics_dir is used whatever the role-wide settings say."""
+    role_dir = site["tmp"] / "role-textfile"
+    entry_dir = site["tmp"] / "entry-textfile"
+    entry_dir.mkdir()
+    off = {"secrets_metrics_enabled": False, "secrets_metrics_dir": str(role_dir)}
+    # (role variables, entry options, where the file goes, whether the role's directory exists afterwards)
+    cases = [
+        ({"secrets_metrics_dir": ""}, {}, None, False),
+        (off, {}, None, False),
+        (off, {"metrics_dir": str(entry_dir)}, entry_dir, False),
+        ({"secrets_metrics_dir": str(role_dir)}, {"metrics_dir": str(entry_dir)}, entry_dir, True),
+    ]
+    for index, (role_vars, entry, expected, role_dir_made) in enumerate(cases):
+        secret = site["hmac_secret"].replace("/webhook", "/metrics-%d" % index)
+        run = play(
+            ansible,
+            site,
+            tags="secrets_rotate",
+            secrets_rotations=[{"secret": secret, "target": "hmac", **entry}],
+            secrets_consumers=[],
+            **role_vars,
+        )
+        assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        (result,) = rotation_results(run)
+        assert result["step"] == "promote"
+        written = result.get("metrics_file")
+        assert written == (str(expected / _metrics.textfile_name("secret", secret)) if expected else None), index
+        assert role_dir.exists() == role_dir_made, index
+    assert not any(role_dir.iterdir())  # made (the role's directory) but not written: the entry's won

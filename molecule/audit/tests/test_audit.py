@@ -11,7 +11,8 @@ APP, AUDITOR = "shop_app", "auditor"
 PASSWORD = "molecule-only-4udit-pw"  # noqa: S105 - the throwaway container's test password (prepare.yml)
 TIMER = f"locksmith-audit-retention-{DATABASE}.timer"
 SERVICE = f"locksmith-audit-retention-{DATABASE}.service"
-PROM = f"/var/lib/prometheus/node-exporter/locksmith_audit_{DATABASE}.prom"
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # the role's default (molecule.yml sets no metrics variable)
+PROM = f"{TEXTFILE_DIR}/locksmith_audit_{DATABASE}.prom"
 RAN = "SELECT floor(extract(epoch FROM ran_at))::bigint FROM audit.retention_run"
 
 
@@ -128,6 +129,9 @@ def start_service(host):
 
 
 def test_the_converge_published_the_recorded_retention_run_and_its_max_age(host):
+    # Published by default, into a directory the role made (prepare.yml does not).
+    directory = host.file(TEXTFILE_DIR)
+    assert directory.is_directory and directory.user == "root" and directory.mode == 0o755
     prom = host.file(PROM)
     assert prom.exists and prom.user == "root" and prom.mode == 0o644
     metrics = published(host)

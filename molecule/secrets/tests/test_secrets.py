@@ -7,6 +7,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # the role's default (molecule.yml sets no metrics variable)
+ROTATED = "molecule/host-token"  # rotated on the host, into its own store (molecule.yml)
+
 
 def _store():
     path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets.json"
@@ -48,3 +53,25 @@ def test_timer_runs_the_given_command(host):
     assert line.startswith("scheduled run ") and line.endswith(" 100%")
     assert line.split()[2].isdigit()
     assert not host.file("/etc/cron.d/locksmith-secrets-rotate").exists
+
+
+def test_the_rotation_published_its_metrics_by_default(host):
+    directory = host.file(TEXTFILE_DIR)
+    assert directory.is_directory and directory.user == "root" and directory.mode == 0o755
+    # The file name of a subject with a '/' (plugins/module_utils/_metrics.py textfile_name).
+    digest = hashlib.sha256(ROTATED.encode()).hexdigest()[:8]
+    prom = host.file(f"{TEXTFILE_DIR}/locksmith_secret_molecule_host-token_{digest}.prom")
+    assert prom.exists and prom.user == "root" and prom.mode == 0o644
+    published = {}
+    for line in prom.content_string.splitlines():
+        if line and not line.startswith("#"):
+            series, number = line.rsplit(" ", 1)
+            assert series.endswith(f'{{secret="{ROTATED}"}}'), line
+            published[series.split("{")[0]] = float(number)
+    promoted = json.loads(host.file("/var/lib/demo-app/rotated.json").content_string)["secrets"][ROTATED]["promoted_at"]
+    assert promoted > 0
+    assert published == {
+        "locksmith_secret_last_rotation_timestamp_seconds": pytest.approx(promoted, abs=1),
+        "locksmith_secret_rotation_last_status": 1,
+        "locksmith_secret_max_age_seconds": 2592000,
+    }
