@@ -141,16 +141,17 @@ def test_the_converge_published_the_recorded_retention_run_and_its_max_age(host)
 
 
 def test_a_failing_retention_run_publishes_nothing_and_the_next_completed_one_does(host):
-    # Recorded three days ago; a view on a partition past the retention keeps maintain() from dropping it.
-    value(
-        host,
-        "UPDATE audit.retention_run SET ran_at = now() - interval '3 days'; "
-        "SELECT audit.create_partition('2019-01-01'); "
-        "CREATE OR REPLACE VIEW public.keeps_2019 AS SELECT * FROM audit.log_p201901",
-    )
-    aged = int(value(host, RAN))
-    published_before = published(host)["locksmith_audit_retention_last_run_timestamp_seconds"]
     try:
+        # Recorded three days ago; a view on a partition past the retention keeps maintain() from dropping it.
+        # Inside the try: a failure from here on must not leave the view to break the next tests' retention runs.
+        value(
+            host,
+            "UPDATE audit.retention_run SET ran_at = now() - interval '3 days'; "
+            "SELECT audit.create_partition('2019-01-01'); "
+            "CREATE OR REPLACE VIEW public.keeps_2019 AS SELECT * FROM audit.log_p201901",
+        )
+        aged = int(value(host, RAN))
+        published_before = published(host)["locksmith_audit_retention_last_run_timestamp_seconds"]
         assert start_service(host) is False, "maintain() should fail on the view"
         journal = host.run("journalctl -u %s --no-pager -n 30", SERVICE).stdout
         assert "depend" in journal, journal
