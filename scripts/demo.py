@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -422,6 +423,122 @@ def prove_secret_scan() -> list[dict]:
     ]  # fmt: skip
 
 
+# What a run leaves behind for people to read: the controller's logs and reports, and on each host its journal (every
+# module run is logged there with its arguments, no_log ones masked) and the text under /var/log. Not the demo's own
+# settings (the OpenBao token, the SSH key) and not the app's repository (the secret scan's subject).
+NOT_OUTPUT = {ENDPOINTS_FILE.name, STATE_FILE.name, KNOWN_HOSTS.name, ADMIN_KEY.name, ADMIN_KEY.name + ".pub"}
+HOST_LOGS = r"""
+import gzip, json, os, subprocess
+logs = {"journal": subprocess.run(["journalctl", "-o", "cat", "--no-pager"], capture_output=True, text=True,
+                                  errors="replace", check=True).stdout}
+for top, dirs, files in os.walk("/var/log"):
+    dirs[:] = [d for d in dirs if os.path.join(top, d) != "/var/log/journal"]
+    for name in files:
+        path = os.path.join(top, name)
+        opener = gzip.open if name.endswith(".gz") else open
+        try:
+            with opener(path, "rt", errors="replace") as handle:
+                logs[path] = handle.read()
+        except OSError:
+            pass
+print(json.dumps(logs))
+"""
+SECRET_MIN_LENGTH = 8  # shorter strings are not generated secrets and would match by chance
+
+
+def bao(url: str, path: str, method: str = "GET") -> dict:
+    """One answer of the demo's OpenBao (its dev-mode root token) as JSON."""
+    if not url.startswith("http://"):
+        raise ValueError(f"OpenBao URL {url!r} is not the demo's http:// endpoint")
+    request = urllib.request.Request(f"{url}/v1/{path}", method=method, headers={"X-Vault-Token": BAO_TOKEN})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (checked above: the demo's own http URL)
+        return json.load(answer)
+
+
+def secret_parts(data) -> set[str]:
+    """The values a secret_rotate record holds (under each stage's `value`: current, previous, pending)."""
+    parts = set()
+
+    def leaves(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                leaves(item)
+        elif isinstance(value, str) and len(value) >= SECRET_MIN_LENGTH:
+            parts.add(value)
+
+    for stage in (data or {}).values():
+        if isinstance(stage, dict) and "value" in stage:
+            leaves(stage["value"])
+    return parts
+
+
+def stored_secrets(url: str, mount: str = "secret") -> dict[str, set[str]]:
+    """Every value every secret of the store has held: each KV version that is still readable, by secret name."""
+    values, folders = {}, [""]
+    while folders:
+        folder = folders.pop()
+        for key in bao(url, f"{mount}/metadata/{folder}", method="LIST")["data"]["keys"]:
+            if key.endswith("/"):
+                folders.append(folder + key)
+                continue
+            name = folder + key
+            versions = bao(url, f"{mount}/metadata/{name}")["data"]["versions"]
+            for version, meta in versions.items():
+                if meta.get("destroyed") or meta.get("deletion_time"):
+                    continue
+                data = bao(url, f"{mount}/data/{name}?version={version}")["data"]["data"]
+                values.setdefault(name, set()).update(secret_parts(data))
+    return values
+
+
+def secrets_in(values: dict[str, set[str]], text: str) -> list[str]:
+    """The secrets of which any value appears in ``text``, as written or escaped in JSON."""
+    return sorted(
+        name for name, parts in values.items() if any(p in text or json.dumps(p)[1:-1] in text for p in parts)
+    )
+
+
+def run_output() -> dict[str, str]:
+    """Place -> text of everything the run left for people to read (see NOT_OUTPUT and HOST_LOGS)."""
+    places = {}
+    for path in sorted(STATE_DIR.rglob("*")):
+        if path.is_file() and path.name not in NOT_OUTPUT and APP_REPO not in path.parents:
+            places[str(path)] = path.read_text(errors="replace")
+    for host, (container, _address, _caps) in HOSTS.items():
+        out = podman("exec", container, "python3", "-c", HOST_LOGS, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"the logs of {host} could not be read: {out.stderr.strip()[-200:]}")
+        places.update({f"{host}:{path}": text for path, text in json.loads(out.stdout).items()})
+    return places
+
+
+def prove_no_secret_logged(url: str) -> list[dict]:
+    """No value any secret of the store ever held appears in this site's logs, reports or journals."""
+    evidence = REPORT_DIR / "secrets-in-logs.json"
+    try:
+        values = stored_secrets(url)
+        places = run_output()
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        values, places, error = {}, {}, f"{type(err).__name__}: {err}"
+    else:
+        error = None if values else "the store holds no secret values to look for"
+    hits = [{"secret": name, "place": place} for place, text in places.items() for name in secrets_in(values, text)]
+    evidence.write_text(json.dumps({"error": error, "secrets": sorted(values), "places": sorted(places), "hits": hits}))
+    hosts = sorted({place.split(":", 1)[0] for place in places if not place.startswith("/")})
+    return [
+        {
+            "name": "secrets_in_logs",
+            "title": "Secret values in the run's logs and reports and the hosts' journals and /var/log",
+            "value": None if error else len(hits), "target": 0, "compare": "eq", "evidence": str(evidence),
+            "detail": error or (
+                f"{sum(len(p) for p in values.values())} values of {len(values)} secrets, every version; "
+                f"{len(places)} files and journals of the controller and {', '.join(hosts)}"
+                + ("; found: " + ", ".join(f"{h['secret']} in {h['place']}" for h in hits) if hits else "")
+            ),
+        },
+    ]  # fmt: skip
+
+
 def clean_failure(result: dict, option: str) -> bool:
     """Refused by the input check before anything ran: failed, naming the option that held the payload, saying
     that nothing was sent, and not crashed. Any other failure (a refused connection, a missing library) would
@@ -735,7 +852,10 @@ def up() -> int:
         if audited["_rc"] != 0:
             step("FAILED: the Lynis audit after hardening; see .build/demo/lynis_after.log")
             return 1
-    for name in ("network", "intrusion", "injection", "secret scan", "detection"):
+    # Last, so that it reads what every step and proof above wrote.
+    step("proving: no secret value in the logs")
+    results["secret logs"] = prove_no_secret_logged(state["openbao"]["url"])
+    for name in ("network", "intrusion", "injection", "secret scan", "detection", "secret logs"):
         promises += results[name]
     proofs_file = STATE_DIR / "proofs.yml"
     proofs_file.write_text(yaml.safe_dump({"posture_proofs": promises}, sort_keys=False))

@@ -125,3 +125,91 @@ def test_injection_counts_only_when_every_module_was_tried(demo, monkeypatch, ru
     monkeypatch.setattr(demo, "run_play", fake_play)
     promise = {p["name"]: p for p in demo.prove_injection()}["injection_not_rejected"]
     assert promise["value"] == unclean
+
+
+def test_only_the_values_a_secret_record_holds_are_looked_for(demo):
+    record = {
+        "format": "locksmith.secret/1",
+        "current": {"created": 1796014844.15, "version": "1", "value": {"password": "current-pass-1", "user": "app"}},
+        "previous": {"version": "0", "value": {"nested": {"key": "previous-key-0"}}},
+        "pending": None,
+        "promoted_at": 1796014844.16,
+    }
+    # The format name, versions and times are not secrets; a value shorter than 8 characters would match by chance.
+    assert demo.secret_parts(record) == {"current-pass-1", "previous-key-0"}
+    assert demo.secret_parts(None) == set()
+
+
+def test_a_value_is_found_as_written_and_as_json_escapes_it(demo):
+    values = {"app/db": {'pa"ss\\word-1'}, "app/key": {"0123456789abcdef"}}
+    assert demo.secrets_in(values, "nothing here") == []
+    assert demo.secrets_in(values, "key=0123456789abcdef") == ["app/key"]
+    assert demo.secrets_in(values, json.dumps({"password": 'pa"ss\\word-1'})) == ["app/db"]
+
+
+def _host_logs(logs):
+    def podman(*argv, check=True):
+        assert argv[:1] == ("exec",) and argv[2:4] == ("python3", "-c")
+        return subprocess.CompletedProcess(argv, 0, json.dumps(logs.get(argv[1], {})), "")
+
+    return podman
+
+
+def test_every_log_of_the_run_is_read_but_the_demo_settings_and_the_app_repository(demo, monkeypatch, tmp_path):
+    state = tmp_path / "state"
+    (state / "report" / "drills").mkdir(parents=True)
+    (state / "app-repo").mkdir()
+    for name in ("site.log", "report/posture.json", "report/drills/a.json", "endpoints.yml", "state.json",
+                 "id_ed25519", "known_hosts", "app-repo/.env"):  # fmt: skip
+        (state / name).write_text(name)
+    for name in ("ENDPOINTS_FILE", "STATE_FILE", "KNOWN_HOSTS", "ADMIN_KEY", "APP_REPO"):
+        monkeypatch.setattr(demo, name, state / getattr(demo, name).relative_to(demo.STATE_DIR))
+    monkeypatch.setattr(demo, "STATE_DIR", state)
+    monkeypatch.setattr(demo, "podman", _host_logs({"locksmith-demo-db": {"journal": "j", "/var/log/a.log": "a"}}))
+    places = demo.run_output()
+    assert sorted(p for p in places if p.startswith("/")) == [
+        str(state / "report" / "drills" / "a.json"), str(state / "report" / "posture.json"), str(state / "site.log")
+    ]  # fmt: skip
+    assert places["db1:journal"] == "j" and places["db1:/var/log/a.log"] == "a"
+
+    def failing(*argv, check=True):
+        return subprocess.CompletedProcess(argv, 125, "", "Error: no container with name or ID")
+
+    monkeypatch.setattr(demo, "podman", failing)
+    with pytest.raises(RuntimeError, match="could not be read"):
+        demo.run_output()
+
+
+@pytest.mark.parametrize(
+    ("stored", "places", "value", "detail"),
+    [
+        ({"app/db": {"s3cret-value"}}, {"db1:journal": "Invoked with password=NOT_LOGGING_PARAMETER"}, 0, "1 values"),
+        (
+            {"app/db": {"s3cret-value"}},
+            {"/x/site.log": "ok", "web1:journal": "token s3cret-value"},
+            1,
+            "found: app/db in web1:journal",
+        ),
+        ({}, {"db1:journal": "anything"}, None, "holds no secret values"),  # nothing looked for proves nothing
+        (OSError("connection refused"), {}, None, "OSError: connection refused"),
+        ({"app/db": {"s3cret-value"}}, RuntimeError("the logs of db1 could not be read"), None, "could not be read"),
+    ],
+)
+def test_a_secret_in_any_log_fails_and_an_unread_store_or_host_measures_nothing(
+    demo, monkeypatch, stored, places, value, detail
+):
+    def answer(result):
+        def call(*_args):
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        return call
+
+    monkeypatch.setattr(demo, "stored_secrets", answer(stored))
+    monkeypatch.setattr(demo, "run_output", answer(places))
+    promise = demo.prove_no_secret_logged("http://bao")[0]
+    assert promise["value"] == value and promise["target"] == 0
+    assert detail in promise["detail"]
+    evidence = json.loads(Path(promise["evidence"]).read_text())
+    assert "s3cret-value" not in json.dumps(evidence) and "s3cret-value" not in promise["detail"]
