@@ -263,4 +263,10 @@ def test_a_pass_the_run_already_applied_is_skipped_and_a_changed_one_is_not(host
     assert len(re.findall(probe, output)) == 2, output
     second = output.split("PLAY [Second pass", 1)[1].split("PLAY [Third pass", 1)[0]
     assert "ok: [" not in second.split(same, 1)[1].split("Report the controls skipped", 1)[0], second
+    # A pass that applied publishes its converge time (the remembered ruleset once skipped it where nft applies).
+    published = r"TASK \[locksmith\.ops\.firewall : Publish the time of this converge[^\[]*\][^\[]*(?:ok|changed):"
+    assert len(re.findall(published, output)) == 2, output
+    metrics = host.file("/var/lib/prometheus/node-exporter/locksmith_hardening_firewall.prom").content_string
+    stamp = re.search(r'^locksmith_hardening_last_run_timestamp_seconds\{role="firewall"\} ([0-9.e+]+)$', metrics, re.M)
+    assert stamp and time.time() - float(stamp.group(1)) < 600, metrics
     assert "ip saddr @monitoring_allow_v4 tcp dport { 9100, 9113, 9121, 9187 } counter" in table(host)
