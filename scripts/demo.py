@@ -780,7 +780,6 @@ def up() -> int:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORT_DIR / "metrics").mkdir(exist_ok=True)  # the controller's textfile directory (tls_audit_metrics_dir)
     state = load_state()
     bring_up_hosts(state)
     ensure_services(state)

@@ -13,6 +13,8 @@ import time
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.locksmith.ops.plugins.plugin_utils._posture_watched import watched_promises
+
 DEFAULT_TARGETS = {
     "lynis_index": 70,
     "rpo_seconds": 86400,
@@ -370,8 +372,8 @@ def _tls(endpoints, targets):
 def posture_promises(measured, targets=None, now=None):
     """Promises from ``measured`` = {lynis: {host: {baseline, after, error}}, backups: {host: pg_backup_info result
     or {error}}, drill_reports: {path: JSON text}, drill_databases: {host: [database]}, drill_report_dir: path,
-    tls: [tls_check endpoints]}; each key optional. ``now`` (Unix time, default the controller's clock) dates the
-    drill reports."""
+    tls: [tls_check endpoints], watched: {prometheus, defaults, <area>: {host: settings}}}; each key optional. ``now``
+    (Unix time, default the controller's clock) dates the drill reports."""
     if not isinstance(measured, dict):
         raise AnsibleFilterError("posture_promises: expected a dict of measurements, got %s" % type(measured).__name__)
     if targets is not None and not isinstance(targets, dict):
@@ -399,6 +401,8 @@ def posture_promises(measured, targets=None, now=None):
     if "drill_reports" in measured or "drill_databases" in measured:
         promises += _drills(measured, merged, time.time() if now is None else now)
     promises += _tls(measured.get("tls"), merged)
+    if "watched" in measured:
+        promises += watched_promises(measured["watched"])
     return promises
 
 

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.harness.ansible import REPO, run_playbook
+from tests.harness.process import ManagedProcess, free_port, wait_for_port
 
 PLAYBOOK = REPO / "playbooks" / "posture.yml"
 PROOF = {"name": "proof", "title": "A proof measured elsewhere", "value": 0, "target": 0, "compare": "eq"}
+PROMETHEUS = shutil.which("prometheus")
+NODE_EXPORTER = shutil.which("prometheus-node-exporter")
+WATCHED = ["backup", "drill", "tls", "secrets", "audit", "intrusion", "hardening"]
+# A site with no Prometheus and nothing that publishes: every Watched row is kept, with nothing to watch.
+NOTHING_WATCHED = {"watched_%s" % area: "met" for area in WATCHED}
+# A database host's destinations (posture.yml lists its backups there; the host is never reached in these tests).
+DESTINATIONS = """backup_destinations='[{"type": "local", "path": "/var/backups/postgresql"}]'"""
 
 
 @pytest.fixture
@@ -47,8 +59,9 @@ def posture(site: Path, **extra):
     return run, json.loads(report.read_text()) if report.exists() else None
 
 
-def statuses(document):
-    return {p["name"]: p["status"] for p in document["promises"]}
+def statuses(document, watched=False):
+    """Each row's status; the Watched rows only when asked."""
+    return {p["name"]: p["status"] for p in document["promises"] if watched or not p["name"].startswith("watched_")}
 
 
 def row(document, name):
@@ -79,8 +92,22 @@ def test_a_host_that_cannot_be_reached_keeps_its_row_and_the_report_is_still_wri
     assert document is not None, run.stdout[-3000:]
     assert run.rc != 0 and document["passed"] is False
     assert statuses(document) == {"lynis_gone1": "unmeasured", "drill_rto_restore1_app": "met", "proof": "met"}
-    [row] = [p for p in document["promises"] if p["name"] == "lynis_gone1"]
-    assert row["detail"].startswith("not read: ") and "port 1" in row["detail"]
+    lynis = row(document, "lynis_gone1")
+    assert lynis["detail"].startswith("not read: ") and "port 1" in lynis["detail"]
+    # Read from the inventory, not the host: gone1's hardening series are expected, and with no Prometheus to ask
+    # their rows are not measured; nothing else publishes, so the other areas have nothing to watch.
+    assert statuses(document, watched=True) == {
+        **statuses(document),
+        **NOTHING_WATCHED,
+        "watched_hardening": "unmeasured",
+        "watched_intrusion": "unmeasured",
+    }
+    hardening = row(document, "watched_hardening")
+    assert hardening["target"] == 5  # os, ssh, firewall, web (gone1 is a web host) and intrusion_detection
+    assert hardening["detail"] == (
+        "not measured: no Prometheus to ask: posture_prometheus_url is not set and the group monitoring has no host"
+    )
+    assert row(document, "watched_secrets")["detail"].startswith("nothing to watch: no secrets host")
 
 
 def test_a_figure_that_cannot_be_judged_replaces_the_last_report(site):
@@ -90,16 +117,16 @@ def test_a_figure_that_cannot_be_judged_replaces_the_last_report(site):
     assert run.rc != 0
     # Not the last run's "passed": a report that says this run could not judge the figures, and why.
     assert document["passed"] is False and statuses(document) == {"posture_judged": "unmeasured"}
-    assert "promises[1] (proof).value is 'n/a', not a number" in document["promises"][0]["detail"]
+    assert "promises[8] (proof).value is 'n/a', not a number" in document["promises"][0]["detail"]
     assert "n/a" in (site / "out" / "posture.md").read_text()
 
 
 def test_a_missed_promise_keeps_its_report_and_fails_the_run(site):
     run, document = posture(site, posture_proofs=[dict(PROOF, value=3)])
     assert run.rc != 0 and document["passed"] is False
-    assert statuses(document) == {"drill_rto_restore1_app": "met", "proof": "missed"}
+    assert statuses(document, watched=True) == {"drill_rto_restore1_app": "met", "proof": "missed", **NOTHING_WATCHED}
     failed = [t for t in run.tasks() if t["hosts"].get("localhost", {}).get("failed")]
-    assert failed and "1 of 2 promises not kept: proof (missed)" in failed[-1]["hosts"]["localhost"]["msg"]
+    assert failed and "1 of 9 promises not kept: proof (missed)" in failed[-1]["hosts"]["localhost"]["msg"]
 
 
 def test_a_drill_report_older_than_the_drill_schedule_does_not_pass(site):
@@ -133,7 +160,7 @@ def test_a_failed_drill_is_not_hidden_by_a_newer_drill_of_another_database_or_ho
     # restore2's newest drill of app failed: its older passing one does not stand for it.
     assert row(document, "drill_rto_restore2_app")["evidence"] == str(failed) != str(older)
     failure = [t for t in run.tasks() if t["hosts"].get("localhost", {}).get("failed")][-1]["hosts"]["localhost"]
-    assert "2 of 4 promises not kept" in failure["msg"], failure["msg"]
+    assert "2 of 11 promises not kept" in failure["msg"], failure["msg"]
     assert "Drill of billing on restore1" in (site / "out" / "posture.md").read_text()
     assert "Drill of billing on restore1" in (site / "out" / "posture.html").read_text()
 
@@ -168,3 +195,139 @@ def test_a_database_the_restore_hosts_drill_without_a_report_keeps_its_row(site)
     run, again = posture(site)
     assert run.rc != 0 and run.result("Write the posture report")["changed"] is False
     assert again == document
+
+
+def test_an_unreachable_prometheus_leaves_the_watched_rows_not_measured_and_the_report_written(site):
+    # db1 backs up two databases (read from the inventory; the host itself is never reached).
+    inventory = site / "inventory.ini"
+    inventory.write_text(
+        inventory.read_text() + "db1 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+        "ansible_ssh_common_args='-o ConnectTimeout=2' backup_databases='[\"app\"]' " + DESTINATIONS + "\n"
+    )
+    url = "http://127.0.0.1:%d" % free_port()  # nothing listens there
+    run, document = posture(site, posture_prometheus_url=url)
+    assert document is not None and run.rc != 0, run.stdout[-3000:]
+    backup = row(document, "watched_backup")
+    assert (backup["status"], backup["target"], backup["evidence"]) == ("unmeasured", 1, url + "/api/v1/query")
+    assert backup["detail"].startswith("not measured: no answer from Prometheus at %s (" % url)
+    assert "Connection refused" in backup["detail"]
+    assert row(document, "watched_secrets")["status"] == "met"  # nothing to watch there, answer or not
+
+    # Unset, the URL comes from the first monitoring host; one that listens on loopback on another host is not asked
+    # (from the controller that address is the controller's own).
+    inventory.write_text(inventory.read_text() + "[monitoring]\nmon1 ansible_host=10.0.30.11\n")
+    run, document = posture(site)
+    backup = row(document, "watched_backup")
+    assert (backup["status"], backup["evidence"]) == ("unmeasured", ""), backup
+    assert backup["detail"] == (
+        "not measured: no Prometheus to ask: posture_prometheus_url is not set, and the Prometheus of mon1 listens on"
+        " 127.0.0.1 only (monitoring_server_listen_address)"
+    )
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """Debian's Prometheus scraping a node_exporter that serves tmp_path/textfile, its target labelled host=db1 as
+    locksmith.ops.prometheus_scrape_configs labels it; yields (Prometheus' port, textfile directory)."""
+    if None in (PROMETHEUS, NODE_EXPORTER):
+        pytest.skip("Debian prometheus and prometheus-node-exporter needed")
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    exporter_port, prometheus_port = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "node",
+                        "static_configs": [{"targets": ["127.0.0.1:%d" % exporter_port], "labels": {"host": "db1"}}],
+                    }
+                ],
+            }
+        )
+    )
+    exporter_argv = [NODE_EXPORTER, "--collector.disable-defaults", "--collector.textfile"]
+    exporter_argv += [f"--collector.textfile.directory={textfiles}", f"--web.listen-address=127.0.0.1:{exporter_port}"]
+    exporter = ManagedProcess(exporter_argv, log=tmp_path / "node_exporter.log").start()
+    server_argv = [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
+    server_argv += [f"--web.listen-address=127.0.0.1:{prometheus_port}"]
+    server = ManagedProcess(server_argv, log=tmp_path / "prometheus.log").start()
+    try:
+        wait_for_port("127.0.0.1", exporter_port, timeout=30, proc=exporter.proc, log=exporter.log)
+        wait_for_port("127.0.0.1", prometheus_port, timeout=60, proc=server.proc, log=server.log)
+        yield prometheus_port, textfiles
+    finally:
+        server.stop()
+        exporter.stop()
+
+
+def _scraped(port: int, databases: set, timeout: float = 60) -> None:
+    """Wait until Prometheus holds locksmith_backup_rpo_target_seconds of exactly these databases on db1."""
+    query = urllib.parse.urlencode({"query": 'locksmith_backup_rpo_target_seconds{host="db1"}'})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=5) as response:
+                found = {r["metric"]["database"] for r in json.loads(response.read())["data"]["result"]}
+            if found == databases:
+                return
+        except OSError:
+            found = None  # not ready yet (Prometheus answers 503 until its TSDB is)
+        assert time.monotonic() < deadline, f"Prometheus has {found}, not {databases}, after {timeout}s"
+        time.sleep(0.5)
+
+
+def _rpo_file(textfiles: Path, databases: list) -> None:
+    """locksmith_backup_rpo_target_seconds as pg_backup writes it, one file per database (escaped label values)."""
+    for path in textfiles.glob("*.prom"):
+        path.unlink()
+    for index, database in enumerate(databases):
+        value = database.replace("\\", "\\\\").replace('"', '\\"')
+        (textfiles / f"locksmith_backup_{index}.prom").write_text(
+            f'locksmith_backup_rpo_target_seconds{{database="{value}"}} 93600\n'
+        )
+
+
+def test_the_backup_row_fails_while_a_database_s_series_is_missing_and_passes_once_prometheus_has_it(site, prometheus):
+    port, textfiles = prometheus
+    url = "http://127.0.0.1:%d" % port
+    # A database name that reads as PromQL: it is compared as text, never put into the query.
+    hostile = 'billing"} or vector(1) or {__name__=~".+'
+    inventory = site / "inventory.ini"
+    inventory.write_text(
+        inventory.read_text() + "db1 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+        "ansible_ssh_common_args='-o ConnectTimeout=2' " + DESTINATIONS + "\n"
+    )
+    _rpo_file(textfiles, ["app"])
+    _scraped(port, {"app"})
+    extra = {"posture_prometheus_url": url + "/", "backup_databases": ["app", hostile]}
+    run, document = posture(site, **extra)
+    assert document is not None and run.rc != 0, run.stdout[-3000:]
+    backup = row(document, "watched_backup")
+    assert (backup["status"], backup["value"], backup["target"]) == ("missed", 1.0, 2.0), backup
+    assert backup["detail"] == (
+        'missing in Prometheus (locksmith_backup_rpo_target_seconds): db1 database="billing\\"} or vector(1) or '
+        '{__name__=~\\".+"'
+    )
+    assert backup["evidence"] == url + "/api/v1/query"
+
+    _rpo_file(textfiles, ["app", hostile])
+    _scraped(port, {"app", hostile})
+    # This time the URL is derived from the monitoring host, as roles/monitoring_server makes Prometheus listen there
+    # (the controller itself here, so its loopback address is Prometheus').
+    inventory.write_text(
+        inventory.read_text()
+        + "[monitoring]\nmon1 ansible_connection=local monitoring_server_listen_address=127.0.0.1 "
+        "monitoring_server_prometheus_port=%d\n" % port
+    )
+    del extra["posture_prometheus_url"]
+    run, document = posture(site, **extra)
+    backup = row(document, "watched_backup")
+    assert (backup["status"], backup["value"], backup["target"]) == ("met", 2.0, 2.0), backup
+    assert backup["detail"] == "all 2 present (locksmith_backup_rpo_target_seconds)"
+    assert backup["evidence"] == url + "/api/v1/query"
+    # The rows of the other areas asked the same Prometheus: nothing is expected of them on this site.
+    assert {name: status for name, status in statuses(document, watched=True).items() if name.startswith("watched_")} \
+        == NOTHING_WATCHED  # fmt: skip

@@ -12,7 +12,9 @@ import pwd
 import socket
 import ssl
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -609,6 +611,61 @@ def test_tls_audit_playbook_posts_findings_and_writes_metrics(cert_factory, peer
     )
     assert clean.rc == 0, clean.stdout[-3000:]
     assert len(received) == 1  # nothing to report: nothing posted
+
+
+def test_tls_audit_publishes_on_the_first_monitoring_host_and_checks_from_the_controller(
+    cert_factory, tls_peer, tmp_path
+):
+    """Without tls_audit_hosts the metrics go to the first monitoring host, whose node_exporter Prometheus scrapes
+    (before, to the controller, which nothing scrapes: no TLS alert could fire). The check itself runs on the
+    controller: the monitoring hosts here run Debian's python3, whose cryptography 38 tls_check cannot use, as on a
+    Debian 12 monitoring host. The textfile directory is created, so a first site.yml run, before monitoring.yml,
+    does not fail; --check predicts it and fails on nothing. A run that only moves the run time changes nothing."""
+    peer = tls_peer()
+    inventory = tmp_path / "inventory.ini"
+    debian = "ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
+    inventory.write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        f"[monitoring]\nmon1 {debian}\nmon2 {debian}\n"
+    )
+    textfiles = tmp_path / "node-exporter"
+    prom = textfiles / "locksmith_tls_audit.prom"
+    extra = {
+        "tls_audit_endpoints": [{"name": "web", "host": "127.0.0.1", "port": peer.port, "server_name": "localhost"}],
+        "tls_audit_ca_file": str(cert_factory.ca_file),
+        "tls_audit_metrics_dir": str(textfiles),
+    }
+
+    def audit(check=False, **changes):
+        return run_playbook(
+            REPO / "playbooks" / "tls_audit.yml", inventory=inventory, extra_vars=dict(extra, **changes), check=check
+        )
+
+    checked = audit(check=True)
+    assert checked.rc == 0, checked.stdout[-3000:]
+    assert checked.result("Create the node_exporter textfile directory", "mon1")["changed"] and not textfiles.exists()
+
+    run = audit()
+    assert run.rc == 0, run.stdout[-3000:]
+    assert set(run.stats) == {"mon1"}  # neither the second monitoring host nor the controller publishes
+    assert run.result("Publish the metrics for node_exporter's textfile collector", "mon1")["changed"]
+    assert oct(textfiles.stat().st_mode & 0o777) == "0o755" and oct(prom.stat().st_mode & 0o777) == "0o644"
+    samples = _metrics.parse(prom.read_text())
+    assert samples[("locksmith_tls_status", (("endpoint", "web"), ("subject", "audit")))] == 0  # the CA trusted
+    first = samples[("locksmith_tls_last_check_timestamp_seconds", (("subject", "audit"),))]
+
+    time.sleep(1.1)
+    assert audit(check=True).changed("mon1") == 0
+    again = audit()
+    assert again.rc == 0 and again.changed("mon1") == 0, again.stdout[-3000:]
+    later = _metrics.parse(prom.read_text())[("locksmith_tls_last_check_timestamp_seconds", (("subject", "audit"),))]
+    assert later > first  # published anew, though only the run time moved
+
+    expired = tls_peer(cert_factory.leaf(expired=True))
+    endpoints = extra["tls_audit_endpoints"] + [{"name": "old", "host": "127.0.0.1", "port": expired.port}]
+    changed = audit(tls_audit_endpoints=endpoints, tls_audit_fail_on="never")
+    assert changed.rc == 0 and changed.changed("mon1") == 1, changed.stdout[-3000:]
+    assert _metrics.parse(prom.read_text())[("locksmith_tls_status", (("endpoint", "old"), ("subject", "audit")))] == 2
 
 
 def test_metrics_in_process_check_mode_writes_nothing(cert_factory, peers, tmp_path):
