@@ -110,6 +110,22 @@ def test_a_host_that_cannot_be_reached_keeps_its_row_and_the_report_is_still_wri
     assert row(document, "watched_secrets")["detail"].startswith("nothing to watch: no secrets host")
 
 
+def test_a_backup_host_on_the_role_s_default_destinations_keeps_its_row(site):
+    # No backup_destinations in the inventory: the backup role writes to its default local directory. posture.yml
+    # used to fail that host on the undefined variable, and with no other backup host the run ended unreported.
+    inventory = site / "inventory.ini"
+    inventory.write_text(
+        inventory.read_text() + "db1 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+        "ansible_ssh_common_args='-o ConnectTimeout=2' backup_databases='[\"app\"]'\n"
+    )
+    run, document = posture(site)
+    assert document is not None, run.stdout[-3000:]
+    assert run.rc != 0 and document["passed"] is False
+    rows = [p for p in document["promises"] if p["name"].startswith("backup") and "db1" in p["name"]]
+    assert rows and all(p["status"] != "met" for p in rows), rows
+    assert any(p["status"] == "unmeasured" and "port 1" in p["detail"] for p in rows), rows
+
+
 def test_a_figure_that_cannot_be_judged_replaces_the_last_report(site):
     run, document = posture(site)
     assert run.rc == 0 and document["passed"] is True, run.stdout[-3000:]
