@@ -67,11 +67,15 @@ def _tagged(tasks):
             yield from _tagged(task.get(key))
 
 
+# A switch read under `not` turns a task on, not off: `not x | bool`, `not (a | bool and b | bool)`.
+_NEGATED = re.compile(r"\bnot\s+(\([^()]*\)|[\w.]+(\s*\|\s*\w+)*)")
+
+
 def _opt_outs(role: Path, internal: dict, when) -> list[str]:
     """The role's *_enabled variables a condition reads, directly or through one of its ``internal`` values."""
-    text = " ".join(when) if isinstance(when, list) else str(when or "")
+    text = _NEGATED.sub(" ", " ".join(when) if isinstance(when, list) else str(when or ""))
     for name in re.findall(r"\b_%s_\w+" % role.name, text):
-        text += " " + str(internal.get(name, ""))
+        text += " " + _NEGATED.sub(" ", str(internal.get(name, "")))
     found = re.findall(r"\b%s_\w*enabled\b" % role.name, text)
     return list(dict.fromkeys(found))
 

@@ -290,3 +290,63 @@ def test_metrics_stay_off_with_an_empty_directory_or_the_switch(pg_cluster, pg_d
     assert sorted(path.name for path in tmp_path.iterdir()) == [], "no directory, no writer"
     assert not (Path(_metrics.DEFAULT_TEXTFILE_DIR) / _metrics.textfile_name("audit", pg_database)).exists()
     assert _exec_start_post(ansible, tmp_path, overrides, pg_database) == [""]
+
+
+def test_databases_no_longer_audited_and_metrics_turned_off_leave_no_metrics_file(
+    pg_cluster, pg_database, ansible, tmp_path
+):
+    """A database taken off audit_databases, or set state: absent, kept locksmith_audit_<database>.prom with its
+    last retention run, so AuditRetentionOverdue fired for ever; so did every file once the metrics were turned off.
+    Now the role removes the files of the databases it no longer publishes, and only those."""
+    dropped, absent = f"t_{uuid.uuid4().hex[:12]}", f"t_{uuid.uuid4().hex[:12]}"
+    databases = [pg_database, dropped, absent]
+    for database in (dropped, absent):
+        pg_cluster.create_database(database)
+    try:
+        for database in databases:
+            pg_cluster.query("CREATE TABLE users (id int PRIMARY KEY, name text)", dbname=database)
+        overrides = _metrics_in(pg_cluster, tmp_path)
+        textfile = Path(overrides["audit_metrics_dir"])
+        listed = [{"database": database, "tables": ["users"]} for database in databases]
+        first = ansible.run_playbook(_play(pg_cluster, pg_database, "", **overrides, audit_databases=listed))
+        assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+        files = {database: textfile / _metrics.textfile_name("audit", database) for database in databases}
+        assert all(path.exists() for path in files.values())
+        # Not the role's: other producers (one whose name starts alike), a temporary file of a killed writer.
+        others = ["locksmith_auditx_shop.prom", _metrics.textfile_name("backup", dropped), ".%s.locksmith-tmp-q1w2e3"]
+        others[2] %= files[dropped].name
+        for name in others:
+            (textfile / name).write_text("# planted\n")
+
+        # One taken off the list, one set absent (its triggers go, its log stays).
+        now = [listed[0], {"database": absent, "tables": ["users"], "state": "absent"}]
+        play = _play(pg_cluster, pg_database, "", **overrides, audit_databases=now)
+        check = ansible.run_playbook(play, check=True)
+        assert check.rc == 0, check.stdout[-3000:] + check.stderr[-2000:]
+        assert files[dropped].exists() and files[absent].exists(), "--check removed a file"
+        run = ansible.run_playbook(play, diff=True)
+        assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert not files[dropped].exists() and not files[absent].exists(), "a retired database's file stayed"
+        assert sorted(p.name for p in textfile.iterdir()) == sorted([files[pg_database].name, *others])
+        predicted = [
+            item["item"]["path"]
+            for item in check.result("locksmith.ops.audit : Remove the metrics files of databases no longer published")[
+                "results"
+            ]
+            if item.get("changed")
+        ]
+        assert sorted(predicted) == sorted(str(files[d]) for d in (dropped, absent))
+        again = ansible.run_playbook(play)
+        assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
+        assert ansible.run_playbook(play, check=True).changed() == 0
+
+        # Turned off: the last file goes too, and nothing else.
+        off = _play(pg_cluster, pg_database, "", **overrides, audit_databases=now, audit_metrics_enabled=False)
+        turned_off = ansible.run_playbook(off)
+        assert turned_off.rc == 0, turned_off.stdout[-3000:] + turned_off.stderr[-2000:]
+        assert sorted(p.name for p in textfile.iterdir()) == sorted(others)
+        quiet = ansible.run_playbook(off)
+        assert quiet.rc == 0 and quiet.changed() == 0, quiet.stdout[-3000:]
+    finally:
+        for database in (dropped, absent):
+            pg_cluster.drop_database(database)

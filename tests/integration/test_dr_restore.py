@@ -665,6 +665,75 @@ def test_a_drill_that_finds_no_backup_replaces_the_passed_drills_metrics(ansible
     assert samples["locksmith_drill_last_status"] == 0 and samples["locksmith_drill_max_age_seconds"] == 7200
 
 
+def test_a_database_no_longer_drilled_loses_its_metrics_file(ansible, pg_cluster, seeded, dirs):
+    """A database dropped from the drills kept locksmith_drill_<database>.prom with its last drill time, so
+    DrillOverdue fired for ever. A drill now removes the drill files of databases not in dr_restore_drilled_databases
+    (dr_drill.yml gives it dr_drill_databases), and all of them once the metrics are off; nothing else."""
+    from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
+
+    backup(pg_cluster, seeded, [local(dirs["backups"])])
+    retired, other = f"t_{uuid.uuid4().hex[:12]}", f"t_{uuid.uuid4().hex[:12]}"
+    # Their last drills, as the module wrote them (no backup of either: status 0, which DrillFailed reads too).
+    for database in (retired, other):
+        failed = restore(pg_cluster, database, [local(dirs["backups"])], metrics_dir=str(dirs["metrics"]))
+        assert failed.get("failed"), failed
+    files = {d: dirs["metrics"] / _metrics.textfile_name("drill", d) for d in (seeded, retired, other)}
+    assert files[retired].exists() and files[other].exists()
+    others = ["locksmith_drillx_app.prom", _metrics.textfile_name("backup", retired), ".%s.locksmith-tmp-z8y7x6"]
+    others[2] %= files[retired].name
+    for name in others:
+        (dirs["metrics"] / name).write_text("# planted\n")
+    role_vars = {
+        "dr_restore_database": seeded,
+        "dr_restore_drilled_databases": [seeded, other],
+        "dr_restore_login_host": pg_cluster.host,
+        "dr_restore_login_port": pg_cluster.port,
+        "dr_restore_ssl_mode": "disable",
+        "dr_restore_destinations": [local(dirs["backups"])],
+        "dr_restore_install_enabled": False,  # never apt on the test machine
+        "dr_restore_report_dir": str(dirs["reports"]),
+        "dr_restore_metrics_dir": str(dirs["metrics"]),
+        "dr_restore_work_dir": str(dirs["reports"]),
+    }
+
+    def play(**changes):
+        return [
+            {
+                "hosts": "localhost",
+                "gather_facts": False,
+                "roles": [{"role": "dr_restore", "vars": {**role_vars, **changes}}],
+            }
+        ]
+
+    def listed():
+        return sorted(p.name for p in dirs["metrics"].iterdir())
+
+    prune = "dr_restore : Remove the metrics files of drills that no longer publish"
+    check = ansible.run_playbook(play(), check=True)
+    assert check.rc == 0, check.stdout[-3000:] + check.stderr[-2000:]
+    assert [r["item"]["path"] for r in check.result(prune)["results"] if r.get("changed")] == [str(files[retired])]
+    assert files[retired].exists()
+    run = ansible.run_playbook(play())
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert listed() == sorted([files[seeded].name, files[other].name, *others])
+    again = ansible.run_playbook(play())
+    assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
+
+    # Without the list, a drill looks at its own file only: another database's is left to the run that drills it.
+    files[retired].write_text("# planted\n")
+    alone = ansible.run_playbook(play(dr_restore_drilled_databases=[]))
+    assert alone.rc == 0 and alone.changed() == 0, alone.stdout[-3000:]
+    assert files[retired].exists()
+    files[retired].unlink()
+
+    # Metrics off: the drilled databases' files go, the others stay.
+    off = ansible.run_playbook(play(dr_restore_metrics_enabled=False))
+    assert off.rc == 0, off.stdout[-3000:] + off.stderr[-2000:]
+    assert listed() == sorted(others)
+    quiet = ansible.run_playbook(play(dr_restore_metrics_enabled=False))
+    assert quiet.rc == 0 and quiet.changed() == 0, quiet.stdout[-3000:]
+
+
 # ---- PITR with pgBackRest -------------------------------------------------------------------------
 def _archived(debian_layout):
     """A cluster of its own that archives WAL into a local pgBackRest stanza, with one full backup."""

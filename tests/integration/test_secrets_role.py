@@ -362,3 +362,37 @@ def test_metrics_stay_off_as_before_and_an_entry_directory_wins(site, ansible):
         assert written == (str(expected / _metrics.textfile_name("secret", secret)) if expected else None), index
         assert role_dir.exists() == role_dir_made, index
     assert not any(role_dir.iterdir())  # made (the role's directory) but not written: the entry's won
+
+
+def test_a_secret_no_longer_rotated_loses_its_metrics_file(site, ansible):
+    """A secret taken off secrets_rotations kept locksmith_secret_<secret>.prom with its last rotation time, so
+    SecretRotationOverdue fired for ever; so did every file once the metrics were turned off. Now the role removes the
+    secret files of its directory that no listed secret publishes, and nothing else."""
+    textfile = Path(site["vars"]["secrets_metrics_dir"])
+    kept, retired = (site["hmac_secret"].replace("/webhook", "/" + name) for name in ("kept", "retired"))
+    rotations = [{"secret": secret, "target": "hmac"} for secret in (kept, retired)]
+    first = play(ansible, site, tags="secrets_rotate", secrets_rotations=rotations, secrets_consumers=[])
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    files = {secret: textfile / _metrics.textfile_name("secret", secret) for secret in (kept, retired)}
+    assert all(path.exists() for path in files.values())  # names with a '/': slugged, with a hash
+    others = ["locksmith_secretx_app.prom", _metrics.textfile_name("backup", "app"), ".%s.locksmith-tmp-p0o9i8"]
+    others[2] %= files[retired].name
+    for name in others:
+        (textfile / name).write_text("# planted\n")
+
+    now = {"tags": "secrets_rotate", "secrets_rotations": rotations[:1], "secrets_consumers": []}
+    check = play(ansible, site, check=True, **now)
+    assert check.rc == 0 and files[retired].exists(), check.stdout[-3000:] + check.stderr[-2000:]
+    predicted = check.result(ROLE + "Remove the metrics files of secrets no longer rotated")["results"]
+    assert [r["item"]["path"] for r in predicted if r.get("changed")] == [str(files[retired])]
+    run = play(ansible, site, **now)
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert sorted(p.name for p in textfile.iterdir()) == sorted([files[kept].name, *others])
+    again = play(ansible, site, **now)
+    assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
+
+    off = play(ansible, site, secrets_metrics_enabled=False, **now)
+    assert off.rc == 0, off.stdout[-3000:] + off.stderr[-2000:]
+    assert sorted(p.name for p in textfile.iterdir()) == sorted(others)
+    quiet = play(ansible, site, secrets_metrics_enabled=False, **now)
+    assert quiet.rc == 0 and quiet.changed() == 0, quiet.stdout[-3000:]

@@ -206,3 +206,41 @@ def test_retention_service_drops_a_planted_old_partition_and_logs_it(host):
     ran = int(value(host, RAN))
     assert published(host)["locksmith_audit_retention_last_run_timestamp_seconds"] == ran
     assert value(host, "SELECT 'log_p202001' = ANY(dropped_partitions) FROM audit.retention_run") == "t"
+
+
+def test_a_database_no_longer_listed_loses_its_retention_units_and_its_metrics_file(host, run_role):
+    """Taken off audit_databases, a database kept its timer, whose service rewrote its metrics file every night (its
+    log stays), or the file aged and AuditRetentionOverdue fired for ever. Runs the role again; the end puts the
+    converged state back."""
+    retired = "retired_shop"
+    units = [f"/etc/systemd/system/locksmith-audit-retention-{retired}.{kind}" for kind in ("timer", "service")]
+    retired_prom = f"{TEXTFILE_DIR}/locksmith_audit_{retired}.prom"
+    shop = {"database": DATABASE, "tables": ["users", "orders"], "exclude_columns": ["password_hash"]}
+    created = host.run("runuser -u postgres -- createdb %s", retired)
+    assert created.rc == 0, created.stderr
+    try:
+        table = host.run(
+            "runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -d %s -c %s",
+            retired,
+            "CREATE TABLE users (id int PRIMARY KEY, name text)",
+        )
+        assert table.rc == 0, table.stderr
+        rc, output = run_role({"audit_databases": [shop, {"database": retired, "tables": ["users"]}]})
+        assert rc == 0, output
+        assert host.file(retired_prom).exists and all(host.file(unit).exists for unit in units)
+        ran = host.run("systemctl start locksmith-audit-retention-%s.service", retired)
+        assert ran.rc == 0, ran.stderr
+
+        rc, output = run_role()
+        assert rc == 0, output
+        assert not any(host.file(unit).exists for unit in units)
+        gone = _show(host, f"locksmith-audit-retention-{retired}.timer", "LoadState", "ActiveState")
+        assert gone == {"LoadState": "not-found", "ActiveState": "inactive"}, gone
+        assert not host.file(retired_prom).exists
+        assert host.file(PROM).exists and _show(host, TIMER, "ActiveState")["ActiveState"] == "active"
+        rc, output = run_role()
+        assert rc == 0 and "changed=0" in output, output
+    finally:
+        host.run("systemctl disable --now locksmith-audit-retention-%s.timer", retired)
+        host.run("rm -f %s %s %s; systemctl daemon-reload", *units, retired_prom)
+        host.run("runuser -u postgres -- dropdb --if-exists %s", retired)

@@ -242,13 +242,24 @@ def test_schedule_changes_leave_no_job_behind(host, run_role):
     rc, output = run_role({"backup_databases": [DATABASE, "gone"], "backup_check_enabled": False})
     assert rc == 0, output
     assert _timer_state(host, "gone") == ("enabled", "active")
+    # Its job runs once (and fails: no such database), so it has a metrics file; so has a stanza since renamed.
+    gone_prom = f"{METRICS_DIR}/locksmith_backup_gone.prom"
+    old_stanza_prom = f"{METRICS_DIR}/locksmith_pgbackrest_old_full.prom"
+    assert host.run("systemctl start locksmith-backup@gone.service").rc != 0
+    host.run("systemctl reset-failed locksmith-backup@gone.service")
+    host.run("cp %s %s", gone_prom, old_stanza_prom)
+    app_prom = host.file(f"{METRICS_DIR}/locksmith_backup_{DATABASE}.prom").exists
+    assert host.file(gone_prom).exists
 
-    # Taken off the list: its timer stops and its job file (the password) goes; app's stays as it was.
+    # Taken off the list: its timer stops and its job file (the password) and metrics file go, else BackupStale
+    # would page for it for ever; app's stay as they were.
     rc, output = run_role()
     assert rc == 0, output
     assert _timer_state(host, "gone")[1] == "inactive" and not host.file("/etc/locksmith/backup/gone.json").exists
     assert not host.file("/etc/systemd/system/timers.target.wants/locksmith-backup@gone.timer").exists
     assert _timer_state(host, DATABASE) == ("enabled", "active") and host.file(JOB_FILE).exists
+    assert not host.file(gone_prom).exists and not host.file(old_stanza_prom).exists
+    assert host.file(f"{METRICS_DIR}/locksmith_backup_{DATABASE}.prom").exists == app_prom
 
     # cron: the timers stop, the units go (a host without systemd can take cron), one line per database.
     rc, output = run_role({"backup_schedule": "cron"})
@@ -267,6 +278,14 @@ def test_schedule_changes_leave_no_job_behind(host, run_role):
     rc, output = run_role({"backup_schedule": "none"})
     assert rc == 0, output
     assert not host.file("/etc/cron.d/locksmith-backup").exists and _timer_state(host, DATABASE)[1] == "inactive"
+
+    # Metrics off: nothing writes the files any more, so none is left to age (pgBackRest's included).
+    rc, output = run_role({"backup_metrics_enabled": False})
+    assert rc == 0, output
+    left = host.run("ls %s", METRICS_DIR).stdout.split()
+    assert [name for name in left if name.startswith(("locksmith_backup_", "locksmith_pgbackrest_"))] == []
+    stop_post = _show(host, "locksmith-pgbackrest@full.service", "ExecStopPost").get("ExecStopPost", "")  # "": unset
+    assert "--metrics-dir" not in stop_post
 
     # And back: the converged state the other tests saw.
     rc, output = run_role()

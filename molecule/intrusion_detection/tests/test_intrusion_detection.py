@@ -332,3 +332,31 @@ def test_the_first_ban_after_a_restart_does_not_wait_for_dns(host, addresses):
         record(f"first ban after a restart, resolver unreachable: {time.monotonic() - start:.1f} s after the request")
     finally:
         with_stdin(host, resolv, "cat > /etc/resolv.conf")
+
+
+def test_metrics_turned_off_stop_their_writer_and_leave_no_file(host, run_role):
+    """intrusion_detection_metrics_enabled: false skipped the metrics tasks only: the timer went on writing
+    locksmith_ids.prom, and the converge time stayed frozen on the posture dashboard. Runs the role again; the end
+    puts the converged state back."""
+    textfile = "/var/lib/prometheus/node-exporter"
+    gone = [
+        METRICS_FILE,
+        f"{textfile}/locksmith_hardening_intrusion_detection.prom",
+        "/etc/systemd/system/locksmith-ids-metrics.timer",
+        "/etc/systemd/system/locksmith-ids-metrics.service",
+        "/usr/local/sbin/locksmith-ids-metrics",
+    ]
+    assert all(host.file(path).exists for path in gone)
+    try:
+        rc, output = run_role({"intrusion_detection_metrics_enabled": False})
+        assert rc == 0, output
+        assert [path for path in gone if host.file(path).exists] == []
+        timer = host.check_output("systemctl show locksmith-ids-metrics.timer --property=LoadState,ActiveState")
+        assert sorted(timer.split()) == ["ActiveState=inactive", "LoadState=not-found"], timer
+        rc, output = run_role({"intrusion_detection_metrics_enabled": False})
+        assert rc == 0 and "changed=0" in output, output
+    finally:
+        rc, output = run_role()
+        assert rc == 0, output
+    assert host.service("locksmith-ids-metrics.timer").is_running
+    assert host.file(f"{textfile}/locksmith_hardening_intrusion_detection.prom").exists

@@ -115,3 +115,12 @@ def test_missing_directory_is_named(tmp_path):
     missing = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert missing.returncode == 2
     assert f"directory '{tmp_path / 'gone'}' does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("database", ["shop", "Shop_2024", "_x", "d" * 63])
+def test_the_file_has_the_name_the_collection_s_writer_gives(tmp_path, database):
+    """The role removes the file of a database it no longer publishes by the name _metrics.textfile_name gives: the
+    script writes that very name for every database it accepts."""
+    run, out = run_script(tmp_path, fake_psql(tmp_path), "--database", database)
+    assert run.returncode == 0, run.stderr
+    assert os.listdir(out) == [_metrics.textfile_name("audit", database)]

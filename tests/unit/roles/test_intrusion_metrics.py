@@ -171,3 +171,8 @@ def test_a_max_age_that_is_not_positive_is_refused(tmp_path, fake_client, max_ag
     assert run.returncode == 2
     assert f"--max-age {max_age} must be a number of seconds above 0" in run.stderr
     assert "locksmith_ids.prom" not in os.listdir(tmp_path)
+
+
+def test_the_file_has_the_name_the_collection_s_writer_gives(script):
+    """The role removes the file, once its metrics are off, by the name _metrics.textfile_name gives."""
+    assert script.FILE_NAME == _metrics.textfile_name("ids")

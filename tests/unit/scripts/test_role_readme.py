@@ -32,6 +32,10 @@ MAIN = """---
     - name: Write the config
       ansible.builtin.import_tasks: config.yml
       tags: [demo_config]
+    - name: Remove what the exporter published
+      ansible.builtin.import_tasks: exporter_off.yml
+      when: not demo_exporter_enabled | bool or not (demo_enabled | bool and demo_install_enabled | bool)
+      tags: [demo_exporter_retired]
 """
 VARS = '_demo_exporter_on: "{{ demo_exporter_enabled | bool and other_enabled | bool }}"\n'
 
@@ -55,6 +59,8 @@ def test_each_tag_names_what_it_runs_and_the_variable_that_turns_it_off(tmp_path
         # Through a role-internal value of vars/main.yml; another role's variable is not this role's opt-out.
         "| `demo_exporter` | Run the exporter where it is found | `demo_exporter_enabled: false` |",
         "| `demo_config` | Write the config |  |",
+        # A switch read under `not` turns the task on: it is no opt-out.
+        "| `demo_exporter_retired` | Remove what the exporter published |  |",
     ]
     assert "Tagged `always`, so they run whatever `--tags` selects: Check inputs." in table
 
