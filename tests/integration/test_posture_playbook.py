@@ -126,6 +126,23 @@ def test_a_backup_host_on_the_role_s_default_destinations_keeps_its_row(site):
     assert any(p["status"] == "unmeasured" and "port 1" in p["detail"] for p in rows), rows
 
 
+def test_a_host_that_failed_before_its_settings_were_noted_leaves_its_watched_rows_not_measured(site):
+    # db2's backup databases do not resolve: it fails in the backup play, so no later play notes its audit settings.
+    # Its audit row used to count only db1, as if db2 audited nothing.
+    inventory = site / "inventory.ini"
+    inventory.write_text(
+        inventory.read_text() + "db1 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+        "ansible_ssh_common_args='-o ConnectTimeout=2' " + DESTINATIONS + "\n"
+        "db2 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh backup_databases='{{ no_such_var }}' "
+        'audit_databases=\'[{"database": "app"}]\'\n'
+    )
+    run, document = posture(site)
+    assert document is not None, run.stdout[-3000:]
+    audit = row(document, "watched_audit")
+    assert audit["status"] == "unmeasured", audit
+    assert audit["detail"].startswith("not measured: settings not read on db2 (the host failed earlier"), audit
+
+
 def test_a_figure_that_cannot_be_judged_replaces_the_last_report(site):
     run, document = posture(site)
     assert run.rc == 0 and document["passed"] is True, run.stdout[-3000:]

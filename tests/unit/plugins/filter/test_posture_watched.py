@@ -357,3 +357,18 @@ def test_the_switches_the_rows_read_are_the_roles_variables():
         "%s_%s" % (r, s) for r in _posture_watched.HARDENING_ROLES for s in ("enabled", "metrics_enabled")
     }
     assert sorted(read - set(specs)) == []
+
+
+def test_a_host_whose_settings_were_not_read_leaves_its_rows_not_measured():
+    # db1 failed earlier in the run, before its audit settings were noted: its row must not read "nothing to watch"
+    # (the only audit host) nor "all present" (the others), whatever Prometheus has.
+    watched = site()
+    unread = {_posture_watched.UNREAD: "the host failed earlier in this run"}
+    watched["audit"] = {"db1": unread}
+    watched["hardening"] = dict(watched["hardening"], db1=unread)
+    found = rows(watched, series(*every_series()))
+    for name in ("watched_audit", "watched_hardening"):
+        assert found[name]["value"] is None, found[name]
+        assert found[name]["detail"].startswith("not measured: settings not read on db1 (the host failed earlier")
+    assert posture_promises({"watched": dict(watched, prometheus={"url": ""})})[4]["value"] is None
+    assert found["watched_backup"]["value"] == 1  # the other areas are judged as before
