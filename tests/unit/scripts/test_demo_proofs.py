@@ -130,12 +130,17 @@ def test_injection_counts_only_when_every_module_was_tried(demo, monkeypatch, ru
 def test_only_the_values_a_secret_record_holds_are_looked_for(demo):
     record = {
         "format": "locksmith.secret/1",
-        "current": {"created": 1796014844.15, "version": "1", "value": {"password": "current-pass-1", "user": "app"}},
+        "current": {
+            "created": 1796014844.15,
+            "version": "1",
+            "value": {"password": "current-pass-1", "username": "app_owner_role"},
+        },
         "previous": {"version": "0", "value": {"nested": {"key": "previous-key-0"}}},
         "pending": None,
         "promoted_at": 1796014844.16,
     }
-    # The format name, versions and times are not secrets; a value shorter than 8 characters would match by chance.
+    # The format name, versions, times and the login role's name are not secrets; a value shorter than 8 characters
+    # would match by chance.
     assert demo.secret_parts(record) == {"current-pass-1", "previous-key-0"}
     assert demo.secret_parts(None) == set()
 
@@ -191,6 +196,7 @@ def test_every_log_of_the_run_is_read_but_the_demo_settings_and_the_app_reposito
             "found: app/db in web1:journal",
         ),
         ({}, {"db1:journal": "anything"}, None, "holds no secret values"),  # nothing looked for proves nothing
+        ({"app/pin": set()}, {"db1:journal": "anything"}, None, "holds no secret values"),  # every value too short
         (OSError("connection refused"), {}, None, "OSError: connection refused"),
         ({"app/db": {"s3cret-value"}}, RuntimeError("the logs of db1 could not be read"), None, "could not be read"),
     ],
