@@ -668,6 +668,26 @@ def test_tls_audit_publishes_on_the_first_monitoring_host_and_checks_from_the_co
     assert _metrics.parse(prom.read_text())[("locksmith_tls_status", (("endpoint", "old"), ("subject", "audit")))] == 2
 
 
+def test_tls_audit_posts_its_findings_though_the_monitoring_host_is_down(cert_factory, peers, webhook, tmp_path):
+    """The check and the webhook run on the controller before anything touches the host that publishes: a monitoring
+    host that cannot be reached (when Prometheus cannot alert either) must not keep the findings from the webhook."""
+    url, received = webhook
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        "[monitoring]\nmon1 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+        "ansible_ssh_common_args='-o ConnectTimeout=2 -o StrictHostKeyChecking=no'\n"
+    )
+    extra = {
+        "tls_audit_endpoints": [_ep("expired", peers["expired"].port)],
+        "tls_audit_ca_file": str(cert_factory.ca_file),
+        "tls_audit_webhook_url": url,
+    }
+    run = run_playbook(REPO / "playbooks" / "tls_audit.yml", inventory=inventory, extra_vars=extra)
+    assert run.rc != 0 and run.stats["mon1"]["unreachable"], run.stdout[-3000:]
+    assert len(received) == 1 and received[0]["text"].startswith("TLS audit: 1 critical"), received
+
+
 def test_metrics_in_process_check_mode_writes_nothing(cert_factory, peers, tmp_path):
     args = {
         "endpoints": [_ep("valid", peers["valid"].port)],
