@@ -23,6 +23,11 @@ def metrics_textfile_name(subject, producer):
             "metrics_textfile_name: the subject must be a string (a database, a secret, a role name), got %s %r"
             % (type(subject).__name__, subject)
         )
+    if producer is not None and not isinstance(producer, str):  # None: the writer's own message below
+        raise AnsibleFilterError(
+            "metrics_textfile_name: the producer must be a string such as 'backup', got %s %r"
+            % (type(producer).__name__, producer)
+        )
     try:
         name = textfile_name(producer, subject)
     except MetricsError as err:
