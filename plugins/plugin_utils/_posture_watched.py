@@ -117,6 +117,14 @@ class _Expected:
     def skip(self, host, why):
         self.off.append("%s (%s)" % (host, why))
 
+    def per_database(self, metric, host, databases, why):
+        """One series per database of the host, or the host's producer noted as off (``why``)."""
+        if databases and why:
+            self.skip(host, why)
+            return
+        for database in databases:
+            self.add(metric, host, database=database)
+
 
 def _hosts(watched, area):
     hosts = watched.get(area)
@@ -133,11 +141,7 @@ def _backup(hosts, defaults):
         host = _Host("backup", name, hosts[name], defaults)
         databases = host.names("backup_databases")
         why = host.off("backup_enabled", "backup_jobs_enabled", "backup_metrics_enabled")
-        if databases and why:
-            found.skip(name, why)
-            continue
-        for database in databases:
-            found.add(METRICS["backup"], name, database=database)
+        found.per_database(METRICS["backup"], name, databases, why)
     return found
 
 
@@ -147,11 +151,7 @@ def _drill(hosts, defaults):
         host = _Host("drill", name, hosts[name], defaults)
         databases = host.names("databases")
         why = host.off("dr_restore_enabled", "dr_restore_metrics_enabled")
-        if databases and why:
-            found.skip(name, why)
-            continue
-        for database in databases:
-            found.add(METRICS["drill"], name, database=database)
+        found.per_database(METRICS["drill"], name, databases, why)
     return found
 
 
@@ -229,11 +229,7 @@ def _audit(hosts, defaults):
         why = host.off("audit_enabled", "audit_metrics_enabled")
         if not why and not host.text("audit_metrics_dir"):
             why = "audit_metrics_dir is empty"
-        if databases and why:
-            found.skip(name, why)
-            continue
-        for database in databases:
-            found.add(METRICS["audit"], name, database=database)
+        found.per_database(METRICS["audit"], name, databases, why)
     return found
 
 
