@@ -553,6 +553,22 @@ def test_errors_name_the_input(pg_cluster, seeded, dirs, moto, s3_bucket):
     assert manifest["id"]
 
 
+def role_vars(pg_cluster, database, dirs, destination, **more):
+    """The dr_restore role's variables for a drill of ``database`` on the test cluster, nothing installed."""
+    return {
+        "dr_restore_database": database,
+        "dr_restore_login_host": pg_cluster.host,
+        "dr_restore_login_port": pg_cluster.port,
+        "dr_restore_ssl_mode": "disable",
+        "dr_restore_destinations": [destination],
+        "dr_restore_install_enabled": False,  # never apt on the test machine
+        "dr_restore_report_dir": str(dirs["reports"]),
+        "dr_restore_metrics_dir": str(dirs["metrics"]),
+        "dr_restore_work_dir": str(dirs["reports"]),
+        **more,
+    }
+
+
 def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
     manifest = backup(pg_cluster, seeded, [local(dirs["backups"])])
     before = databases(pg_cluster)
@@ -562,20 +578,15 @@ def test_role_drill_through_ansible_playbook(ansible, pg_cluster, seeded, dirs):
         "roles": [
             {
                 "role": "dr_restore",
-                "vars": {
-                    "dr_restore_database": seeded,
-                    "dr_restore_login_host": pg_cluster.host,
-                    "dr_restore_login_port": pg_cluster.port,
-                    "dr_restore_ssl_mode": "disable",
-                    "dr_restore_destinations": [local(dirs["backups"])],
-                    "dr_restore_install_enabled": False,  # never apt on the test machine
-                    "dr_restore_report_dir": str(dirs["reports"]),
-                    "dr_restore_metrics_dir": str(dirs["metrics"]),
-                    "dr_restore_work_dir": str(dirs["reports"]),
-                    "dr_restore_assertions": [
+                "vars": role_vars(
+                    pg_cluster,
+                    seeded,
+                    dirs,
+                    local(dirs["backups"]),
+                    dr_restore_assertions=[
                         {"name": "users", "sql": "SELECT count(*) FROM users", "expected": 3000, "compare": "eq"}
                     ],
-                },
+                ),
             }
         ],
     }
@@ -632,21 +643,16 @@ def test_a_drill_that_finds_no_backup_replaces_the_passed_drills_metrics(ansible
     # Through the role, as the scheduled playbook runs it: the same failure, the report fetched to the controller
     # (where playbooks/posture.yml reads it) and the role's max age published.
     fetched = tmp_path / "fetched"
-    role_vars = {
-        "dr_restore_database": seeded,
-        "dr_restore_login_host": pg_cluster.host,
-        "dr_restore_login_port": pg_cluster.port,
-        "dr_restore_ssl_mode": "disable",
-        "dr_restore_destinations": [local(empty)],
-        "dr_restore_install_enabled": False,  # never apt on the test machine
-        "dr_restore_report_dir": str(dirs["reports"]),
-        "dr_restore_metrics_dir": str(dirs["metrics"]),
-        "dr_restore_work_dir": str(dirs["reports"]),
-        "dr_restore_fetch_enabled": True,
-        "dr_restore_fetch_dir": str(fetched),
-        "dr_restore_drill_max_age_seconds": 7200,
-    }
-    play = {"hosts": "localhost", "gather_facts": False, "roles": [{"role": "dr_restore", "vars": role_vars}]}
+    drill_vars = role_vars(
+        pg_cluster,
+        seeded,
+        dirs,
+        local(empty),
+        dr_restore_fetch_enabled=True,
+        dr_restore_fetch_dir=str(fetched),
+        dr_restore_drill_max_age_seconds=7200,
+    )
+    play = {"hosts": "localhost", "gather_facts": False, "roles": [{"role": "dr_restore", "vars": drill_vars}]}
     run = ansible.run_playbook([play])
     assert run.rc != 0 and "no complete, intact backup" in run.stdout, run.stdout[-3000:]
     [report] = list((fetched / "localhost").glob(f"{seeded}-drill-*.json"))
@@ -683,25 +689,16 @@ def test_a_database_no_longer_drilled_loses_its_metrics_file(ansible, pg_cluster
     others[2] %= files[retired].name
     for name in others:
         (dirs["metrics"] / name).write_text("# planted\n")
-    role_vars = {
-        "dr_restore_database": seeded,
-        "dr_restore_drilled_databases": [seeded, other],
-        "dr_restore_login_host": pg_cluster.host,
-        "dr_restore_login_port": pg_cluster.port,
-        "dr_restore_ssl_mode": "disable",
-        "dr_restore_destinations": [local(dirs["backups"])],
-        "dr_restore_install_enabled": False,  # never apt on the test machine
-        "dr_restore_report_dir": str(dirs["reports"]),
-        "dr_restore_metrics_dir": str(dirs["metrics"]),
-        "dr_restore_work_dir": str(dirs["reports"]),
-    }
+    drill_vars = role_vars(
+        pg_cluster, seeded, dirs, local(dirs["backups"]), dr_restore_drilled_databases=[seeded, other]
+    )
 
     def play(**changes):
         return [
             {
                 "hosts": "localhost",
                 "gather_facts": False,
-                "roles": [{"role": "dr_restore", "vars": {**role_vars, **changes}}],
+                "roles": [{"role": "dr_restore", "vars": {**drill_vars, **changes}}],
             }
         ]
 

@@ -9,15 +9,10 @@ the run is limited to the removal's tag (and skips the always-tagged preflight),
 from __future__ import annotations
 
 from ansible_collections.locksmith.ops.plugins.module_utils import _metrics
+from ansible_collections.locksmith.ops.plugins.plugin_utils import _posture_watched
 
-HARDENING_ROLES = (
-    "os_hardening",
-    "ssh_hardening",
-    "firewall",
-    "intrusion_detection",
-    "postgresql_hardening",
-    "web_hardening",
-)
+# The roles harden.yml runs, each publishing its converge time (one list, the posture report's).
+HARDENING_ROLES = _posture_watched.HARDENING_ROLES
 TASK = "Remove the converge time this role no longer publishes"
 
 
